@@ -1,0 +1,34 @@
+# xling: two entry points, both installing what they need first.
+#   make test   deps + weaviate + vet + the whole test suite
+#   make demo   (arrives with the experiment)
+# Builds are cached under .build/ (git-ignored) and in the Go caches.
+
+WEAVIATE_VERSION := v1.35.2
+BUILD := $(CURDIR)/.build
+WEAVIATE_BIN := $(BUILD)/bin/weaviate-server
+GO_TEST_FLAGS ?= -timeout 45m
+
+.PHONY: deps weaviate build vet test clean
+
+deps:
+	@./scripts/deps.sh
+
+weaviate: $(WEAVIATE_BIN)
+
+# Built once from the module proxy: about 4 minutes on 2 cores.
+$(WEAVIATE_BIN):
+	@echo "building weaviate-server $(WEAVIATE_VERSION) into $(BUILD)/bin (about 4 minutes, once)"
+	GOBIN=$(BUILD)/bin GOWORK=off go install github.com/weaviate/weaviate/cmd/weaviate-server@$(WEAVIATE_VERSION)
+
+build: deps
+	go build -o $(BUILD)/bin/xling ./cmd/xling
+
+vet: deps
+	go vet ./...
+
+test: deps weaviate
+	go vet ./...
+	XLING_WEAVIATE_BIN=$(WEAVIATE_BIN) go test $(GO_TEST_FLAGS) ./...
+
+clean:
+	rm -rf $(BUILD) go.work go.work.sum

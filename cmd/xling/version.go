@@ -1,0 +1,27 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"runtime"
+	"runtime/debug"
+
+	"github.com/xling-ir/xling/internal/torchx"
+)
+
+func runVersion(_ context.Context, fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	rev := "unknown"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				rev = s.Value
+			}
+		}
+	}
+	fmt.Printf("xling %s\n%s %s/%s\nlibtorch %s (%d intra-op threads)\n", rev, runtime.Version(), runtime.GOOS, runtime.GOARCH, torchx.Version(), torchx.Threads())
+	return nil
+}

@@ -1,0 +1,82 @@
+// Package cli dispatches xling's subcommands and gives their flags
+// environment fallbacks.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+// Command is one subcommand of a multi-command program.
+type Command struct {
+	Name    string // as typed: "index", or "tokenizer train"
+	Summary string // one line for the command list
+	// Run parses args with fs (already named after the command) and runs.
+	Run func(ctx context.Context, fs *flag.FlagSet, args []string) error
+}
+
+// ErrUsage marks an error caused by how the command was invoked.
+var ErrUsage = errors.New("usage")
+
+// Dispatch finds the command named by the leading args and runs it. It
+// returns ErrUsage (wrapped) when no command matches, after listing them.
+func Dispatch(ctx context.Context, program string, commands []Command, args []string, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		usage(program, commands, stderr)
+		if len(args) == 0 {
+			return fmt.Errorf("%w: no command given", ErrUsage)
+		}
+		return nil
+	}
+	// The longest matching name wins, so "tokenizer train" beats "tokenizer".
+	var best *Command
+	bestWords := 0
+	for i := range commands {
+		words := strings.Fields(commands[i].Name)
+		if len(words) <= len(args) && len(words) > bestWords && equal(words, args[:len(words)]) {
+			best, bestWords = &commands[i], len(words)
+		}
+	}
+	if best == nil {
+		usage(program, commands, stderr)
+		return fmt.Errorf("%w: unknown command %q", ErrUsage, args[0])
+	}
+	fs := flag.NewFlagSet(program+" "+best.Name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	err := best.Run(ctx, fs, args[bestWords:])
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	return err
+}
+
+func usage(program string, commands []Command, w io.Writer) {
+	fmt.Fprintf(w, "usage: %s <command> [flags]\n\ncommands:\n", program)
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-18s %s\n", c.Name, c.Summary)
+	}
+	fmt.Fprintf(w, "\nRun '%s <command> -h' for a command's flags.\n", program)
+}
+
+func equal(a, b []string) bool {
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Env returns the environment variable's value, or def when it is unset:
+// the default of a flag that the environment may also set.
+func Env(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,341 @@
+package gotchadapt
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// GotchModule is the module path that the generated go.work replaces.
+const GotchModule = "github.com/sugarme/gotch"
+
+// adapterRevision changes whenever the adapter's output changes for the same
+// inputs, so that a stale adapted copy is rebuilt rather than reused.
+const adapterRevision = "4"
+
+// wrapperFiles are gotch's C++ sources, relative to its libtch folder; the
+// first is the translation unit, which includes the others.
+var wrapperFiles = []string{"torch_api.cpp", "torch_api_generated.cpp.h"}
+
+// Options configures one adaptation.
+type Options struct {
+	GotchVersion string   // e.g. "v0.8.0"
+	Libtorch     Libtorch // from Detect
+	OutDir       string   // where the adapted copy goes, e.g. ".build/gotch"
+	WorkFile     string   // the go.work to write, e.g. "go.work"
+	CXX          string   // C++ compiler; "" means $CXX or g++
+	Logger       *slog.Logger
+}
+
+// Result reports what an adaptation did.
+type Result struct {
+	Dir      string   // the adapted copy
+	Stubbed  []string // wrapper functions replaced by stubs
+	UpToDate bool     // nothing had to be done
+}
+
+// stamp records the inputs of an adapted copy; an equal stamp means reuse.
+type stamp struct {
+	Adapter  string   `json:"adapter"`
+	Gotch    string   `json:"gotch"`
+	Libtorch Libtorch `json:"libtorch"`
+	Stubbed  []string `json:"stubbed"`
+}
+
+const stampFile = ".xling-adapted.json"
+
+// Adapt produces the adapted gotch copy and the go.work that uses it. It is
+// idempotent: when the copy was made from the same inputs it only rewrites
+// go.work.
+func Adapt(ctx context.Context, opts Options) (Result, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	want := stamp{Adapter: adapterRevision, Gotch: opts.GotchVersion, Libtorch: opts.Libtorch}
+	if have, err := readStamp(opts.OutDir); err == nil && have.sameInputs(want) {
+		if err := writeWorkFile(opts.WorkFile, opts.OutDir, opts.GotchVersion); err != nil {
+			return Result{}, err
+		}
+		return Result{Dir: opts.OutDir, Stubbed: have.Stubbed, UpToDate: true}, nil
+	}
+
+	src, err := moduleDir(ctx, opts.GotchVersion)
+	if err != nil {
+		return Result{}, err
+	}
+	tmp := opts.OutDir + ".tmp"
+	if err := os.RemoveAll(tmp); err != nil {
+		return Result{}, fmt.Errorf("clear %s: %w", tmp, err)
+	}
+	log.Info("copying gotch", "from", src, "to", opts.OutDir)
+	if err := copyTree(src, tmp); err != nil {
+		return Result{}, fmt.Errorf("copy gotch from %s: %w", src, err)
+	}
+	libtch := filepath.Join(tmp, "libtch")
+	if err := os.WriteFile(filepath.Join(libtch, "lib.go"), []byte(cgoFile(opts.Libtorch)), 0o644); err != nil {
+		return Result{}, fmt.Errorf("write cgo flags: %w", err)
+	}
+	if err := appendVersionFunc(filepath.Join(libtch, wrapperFiles[0])); err != nil {
+		return Result{}, err
+	}
+	stubbed, err := stubUntilItCompiles(ctx, libtch, opts, log)
+	if err != nil {
+		return Result{}, err
+	}
+	want.Stubbed = stubbed
+	b, _ := json.MarshalIndent(want, "", "  ")
+	if err := os.WriteFile(filepath.Join(tmp, stampFile), b, 0o644); err != nil {
+		return Result{}, fmt.Errorf("write stamp: %w", err)
+	}
+	if err := os.RemoveAll(opts.OutDir); err != nil {
+		return Result{}, fmt.Errorf("replace %s: %w", opts.OutDir, err)
+	}
+	if err := os.Rename(tmp, opts.OutDir); err != nil {
+		return Result{}, fmt.Errorf("replace %s: %w", opts.OutDir, err)
+	}
+	if err := writeWorkFile(opts.WorkFile, opts.OutDir, opts.GotchVersion); err != nil {
+		return Result{}, err
+	}
+	return Result{Dir: opts.OutDir, Stubbed: stubbed}, nil
+}
+
+// versionFunc lets Go ask which libtorch the wrapper was compiled against;
+// gotch exposes no such thing.
+const versionFunc = `
+// Added by xling's gotchadapt.
+#include <torch/version.h>
+extern "C" const char *xling_torch_version() { return TORCH_VERSION; }
+`
+
+func appendVersionFunc(path string) error {
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("extend %s: %w", path, err)
+	}
+	if _, err := f.WriteString(versionFunc); err != nil {
+		f.Close()
+		return fmt.Errorf("extend %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+func (s stamp) sameInputs(o stamp) bool {
+	a, _ := json.Marshal(stamp{Adapter: s.Adapter, Gotch: s.Gotch, Libtorch: s.Libtorch})
+	b, _ := json.Marshal(stamp{Adapter: o.Adapter, Gotch: o.Gotch, Libtorch: o.Libtorch})
+	return bytes.Equal(a, b)
+}
+
+func readStamp(dir string) (stamp, error) {
+	var s stamp
+	b, err := os.ReadFile(filepath.Join(dir, stampFile))
+	if err != nil {
+		return s, err
+	}
+	return s, json.Unmarshal(b, &s)
+}
+
+// stubUntilItCompiles runs a syntax-only compile of the wrapper, stubs every
+// function the compiler blames and repeats until the wrapper compiles. Errors
+// that fall outside any wrapper function cannot be stubbed and are returned.
+func stubUntilItCompiles(ctx context.Context, libtch string, opts Options, log *slog.Logger) ([]string, error) {
+	var all []string
+	for round := 1; round <= 4; round++ {
+		start := time.Now()
+		log.Info("checking gotch's C++ wrapper against libtorch", "libtorch", opts.Libtorch.Version, "round", round)
+		out, ok, err := syntaxCheck(ctx, libtch, opts)
+		if err != nil {
+			return nil, err
+		}
+		log.Info("checked", "seconds", time.Since(start).Round(time.Second).Seconds(), "compiles", ok)
+		if ok {
+			sort.Strings(all)
+			return all, nil
+		}
+		blamed := failingLines(out, wrapperFiles)
+		if len(blamed) == 0 {
+			return nil, fmt.Errorf("gotch's wrapper does not compile against libtorch %s and no error points into it:\n%s", opts.Libtorch.Version, tail(out, 40))
+		}
+		for _, name := range wrapperFiles {
+			lines := blamed[name]
+			if len(lines) == 0 {
+				continue
+			}
+			path := filepath.Join(libtch, name)
+			src, err := os.ReadFile(path)
+			if err != nil {
+				return nil, err
+			}
+			names, orphans := functionsAt(src, lines)
+			if len(orphans) > 0 {
+				return nil, fmt.Errorf("gotch's %s fails to compile outside any function (lines %v):\n%s", name, orphans, tail(out, 40))
+			}
+			fixed, stubbed := stubFunctions(src, names)
+			if err := os.WriteFile(path, fixed, 0o644); err != nil {
+				return nil, err
+			}
+			log.Info("stubbed wrappers this libtorch lacks", "file", name, "count", len(stubbed))
+			all = append(all, stubbed...)
+		}
+	}
+	return nil, fmt.Errorf("gotch's wrapper still fails to compile after 4 rounds of stubbing")
+}
+
+// syntaxCheck compiles the wrapper without generating code: a third of the
+// time of a real build, and its diagnostics name every failing line.
+func syntaxCheck(ctx context.Context, libtch string, opts Options) (output []byte, ok bool, err error) {
+	cxx := opts.CXX
+	if cxx == "" {
+		cxx = os.Getenv("CXX")
+	}
+	if cxx == "" {
+		cxx = "g++"
+	}
+	args := []string{"-std=c++17", "-fsyntax-only", "-w", "-fmax-errors=0", "-I."}
+	args = append(args, cxxFlags(opts.Libtorch)...)
+	args = append(args, wrapperFiles[0])
+	cmd := exec.CommandContext(ctx, cxx, args...)
+	cmd.Dir = libtch
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return out, true, nil
+	case errors.As(err, &exit):
+		return out, false, nil
+	default:
+		return nil, false, fmt.Errorf("run the C++ compiler %q: %w (install g++, or set CXX)", cxx, err)
+	}
+}
+
+func cxxFlags(lt Libtorch) []string {
+	var f []string
+	for _, d := range lt.IncludeDirs {
+		f = append(f, "-I"+d)
+	}
+	abi := "0"
+	if lt.CXX11ABI {
+		abi = "1"
+	}
+	return append(f, "-D_GLIBCXX_USE_CXX11_ABI="+abi)
+}
+
+// cgoFile is the replacement for gotch's libtch/lib.go, whose flags name a
+// bundled libtorch and always link CUDA.
+func cgoFile(lt Libtorch) string {
+	var b strings.Builder
+	b.WriteString("// Code generated by xling's gotchadapt for libtorch " + lt.Version + "; DO NOT EDIT.\n\n")
+	b.WriteString("package libtch\n\n")
+	ld := "-lstdc++ -L" + lt.LibDir + " -Wl,-rpath," + lt.LibDir
+	if lt.CUDA {
+		// Linked even though nothing references them directly: loading
+		// libtorch_cuda registers the CUDA backend.
+		ld += " -Wl,--no-as-needed -ltorch_cuda -lc10_cuda -Wl,--as-needed"
+	}
+	ld += " -ltorch -ltorch_cpu -lc10"
+	fmt.Fprintf(&b, "// #cgo LDFLAGS: %s\n", ld)
+	fmt.Fprintf(&b, "// #cgo CFLAGS: -I${SRCDIR} -O3 -Wall -Wno-unused-variable -Wno-deprecated-declarations -Wno-sign-compare -Wno-unused-function\n")
+	fmt.Fprintf(&b, "// #cgo CXXFLAGS: -std=c++17 -I${SRCDIR} -O3 -w %s\n", strings.Join(cxxFlags(lt), " "))
+	b.WriteString("import \"C\"\n")
+	return b.String()
+}
+
+// moduleDir downloads (if needed) a gotch version into the module cache and
+// returns its directory there.
+func moduleDir(ctx context.Context, version string) (string, error) {
+	cmd := exec.CommandContext(ctx, "go", "mod", "download", "-json", GotchModule+"@"+version)
+	cmd.Env = append(os.Environ(), "GOWORK=off")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	runErr := cmd.Run()
+	var info struct{ Dir, Error string }
+	_ = json.Unmarshal(stdout.Bytes(), &info)
+	if runErr != nil || info.Error != "" || info.Dir == "" {
+		msg := strings.TrimSpace(info.Error + " " + stderr.String())
+		if strings.Contains(msg, "permission denied") || strings.Contains(msg, "read-only file system") || strings.Contains(msg, "not a directory") {
+			return "", fmt.Errorf("download %s@%s: the Go module cache is not writable (%s); set GOMODCACHE to a writable directory, e.g. GOMODCACHE=$HOME/go/pkg/mod", GotchModule, version, msg)
+		}
+		return "", fmt.Errorf("download %s@%s: %s", GotchModule, version, strings.TrimSpace(msg+" "+errString(runErr)))
+	}
+	return info.Dir, nil
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// writeWorkFile points the main module's build at the adapted copy.
+func writeWorkFile(path, dir, version string) error {
+	rel, err := filepath.Rel(filepath.Dir(path), dir)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	body := fmt.Sprintf("// Generated by make deps: builds against gotch adapted to the local libtorch.\ngo 1.26.8\n\nuse .\n\nreplace %s %s => ./%s\n", GotchModule, version, filepath.ToSlash(rel))
+	if old, err := os.ReadFile(path); err == nil && string(old) == body {
+		return nil
+	}
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// copyTree copies a directory, making the copies writable: the module cache
+// holds read-only files.
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		target := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		in, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		out, err := os.OpenFile(target, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(out, in); err != nil {
+			out.Close()
+			return err
+		}
+		return out.Close()
+	})
+}
+
+func tail(b []byte, n int) string {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// String summarises a Libtorch for logs.
+func (lt Libtorch) String() string {
+	where := lt.Root
+	if where == "" {
+		where = "Debian's libtorch-dev"
+	}
+	return fmt.Sprintf("libtorch %s from %s (lib %s, cuda=%t, cxx11abi=%t)", lt.Version, where, lt.LibDir, lt.CUDA, lt.CXX11ABI)
+}

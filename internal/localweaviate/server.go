@@ -1,0 +1,288 @@
+// Package localweaviate runs a real Weaviate server on loopback: for tests,
+// and for the experiment when no Weaviate URL is given.
+package localweaviate
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// BinaryEnv names the variable that overrides where the server binary is.
+const BinaryEnv = "XLING_WEAVIATE_BIN"
+
+// Options configures a local server.
+type Options struct {
+	Binary       string            // weaviate-server; "" means FindBinary
+	DataDir      string            // "" means a temporary directory removed by Stop
+	Port         int               // REST port; 0 picks a free one
+	Modules      []string          // ENABLE_MODULES, e.g. text2vec-transformers
+	Env          map[string]string // extra environment, e.g. TRANSFORMERS_INFERENCE_API; wins over the defaults
+	StartTimeout time.Duration     // 0 means two minutes
+	Logger       *slog.Logger
+}
+
+// Server is a running Weaviate process.
+type Server struct {
+	Host     string // host:port of the REST API
+	GRPCHost string // host:port of the gRPC API
+	DataDir  string
+
+	cmd      *exec.Cmd
+	log      *tailBuffer
+	exited   chan struct{}
+	waitErr  error
+	ownsData bool
+	stopOnce sync.Once
+}
+
+// URL is the REST API's base URL.
+func (s *Server) URL() string { return "http://" + s.Host }
+
+// ErrNoBinary reports that the weaviate-server binary was not found.
+var ErrNoBinary = errors.New("weaviate-server binary not found")
+
+// FindBinary locates weaviate-server: $XLING_WEAVIATE_BIN, then
+// .build/bin/weaviate-server in this directory or any parent (where
+// `make weaviate` puts it), then $PATH.
+func FindBinary() (string, error) {
+	if p := os.Getenv(BinaryEnv); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("%w: %s=%s: %v", ErrNoBinary, BinaryEnv, p, err)
+		}
+		return p, nil
+	}
+	if dir, err := os.Getwd(); err == nil {
+		for {
+			p := filepath.Join(dir, ".build", "bin", "weaviate-server")
+			if _, err := os.Stat(p); err == nil {
+				return p, nil
+			}
+			parent := filepath.Dir(dir)
+			if parent == dir {
+				break
+			}
+			dir = parent
+		}
+	}
+	if p, err := exec.LookPath("weaviate-server"); err == nil {
+		return p, nil
+	}
+	return "", fmt.Errorf("%w: run `make weaviate` (it builds .build/bin/weaviate-server) or set %s", ErrNoBinary, BinaryEnv)
+}
+
+// Start launches a single-node Weaviate on loopback and waits until it is
+// ready. The caller must Stop it.
+func Start(ctx context.Context, opts Options) (*Server, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	bin := opts.Binary
+	if bin == "" {
+		var err error
+		if bin, err = FindBinary(); err != nil {
+			return nil, err
+		}
+	}
+	if opts.Port != 0 {
+		if err := portFree(opts.Port); err != nil {
+			return nil, err
+		}
+	}
+	// Weaviate binds the data, gRPC, metrics and profiling ports on every
+	// interface, so all are probed there and held together until chosen.
+	ports, err := freePorts(7)
+	if err != nil {
+		return nil, err
+	}
+	httpPort := opts.Port
+	if httpPort == 0 {
+		httpPort = ports[6]
+	}
+	s := &Server{
+		Host:     net.JoinHostPort("127.0.0.1", strconv.Itoa(httpPort)),
+		GRPCHost: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])),
+		DataDir:  opts.DataDir,
+		log:      &tailBuffer{max: 64 << 10},
+		exited:   make(chan struct{}),
+	}
+	if s.DataDir == "" {
+		if s.DataDir, err = os.MkdirTemp("", "xling-weaviate-"); err != nil {
+			return nil, fmt.Errorf("weaviate data directory: %w", err)
+		}
+		s.ownsData = true
+	}
+
+	env := map[string]string{
+		"AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED": "true",
+		"PERSISTENCE_DATA_PATH":                   s.DataDir,
+		"DISABLE_TELEMETRY":                       "true",
+		"CLUSTER_HOSTNAME":                        "node1",
+		"CLUSTER_BIND_ADDR":                       "127.0.0.1",
+		"CLUSTER_ADVERTISE_ADDR":                  "127.0.0.1",
+		"RAFT_BOOTSTRAP_EXPECT":                   "1",
+		"RAFT_TIMEOUTS_MULTIPLIER":                "1",
+		"API_BASED_MODULES_DISABLED":              "true",
+		"DEFAULT_VECTORIZER_MODULE":               "none",
+		"ENABLE_MODULES":                          strings.Join(opts.Modules, ","),
+		"GRPC_PORT":                               strconv.Itoa(ports[0]),
+		"CLUSTER_GOSSIP_BIND_PORT":                strconv.Itoa(ports[1]),
+		"CLUSTER_DATA_BIND_PORT":                  strconv.Itoa(ports[2]),
+		"RAFT_PORT":                               strconv.Itoa(ports[3]),
+		"RAFT_INTERNAL_RPC_PORT":                  strconv.Itoa(ports[4]),
+		"GO_PROFILING_PORT":                       strconv.Itoa(ports[5]),
+		"PROMETHEUS_MONITORING_PORT":              "0",
+		"LOG_LEVEL":                               "warning",
+	}
+	for k, v := range opts.Env {
+		env[k] = v
+	}
+	cmd := exec.Command(bin, "--scheme", "http", "--host", "127.0.0.1", "--port", strconv.Itoa(httpPort))
+	cmd.Env = os.Environ()
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	cmd.Stdout, cmd.Stderr = s.log, s.log
+	// Its own process group, so that a Ctrl-C meant for the caller does not
+	// kill the server before Stop can shut it down cleanly.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		s.cleanup()
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	s.cmd = cmd
+	go func() { s.waitErr = cmd.Wait(); close(s.exited) }()
+	log.Info("weaviate starting", "url", s.URL(), "grpc", s.GRPCHost, "data", s.DataDir)
+
+	timeout := opts.StartTimeout
+	if timeout == 0 {
+		timeout = 2 * time.Minute
+	}
+	if err := s.waitReady(ctx, timeout); err != nil {
+		_ = s.Stop()
+		return nil, err
+	}
+	log.Info("weaviate ready", "url", s.URL())
+	return s, nil
+}
+
+func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	client := &http.Client{Timeout: time.Second}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.URL()+"/v1/.well-known/ready", nil)
+		if resp, err := client.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-s.exited:
+			return fmt.Errorf("weaviate exited during startup (%v); its last output:\n%s", s.waitErr, s.log.String())
+		case <-ctx.Done():
+			return fmt.Errorf("weaviate at %s not ready after %s: %w; its last output:\n%s", s.URL(), timeout, ctx.Err(), s.log.String())
+		case <-tick.C:
+		}
+	}
+}
+
+// Stop shuts the server down (SIGTERM, then SIGKILL after 15 s) and removes
+// its data directory if Start created it.
+func (s *Server) Stop() error {
+	var err error
+	s.stopOnce.Do(func() {
+		if s.cmd != nil && s.cmd.Process != nil {
+			_ = s.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-s.exited:
+			case <-time.After(15 * time.Second):
+				_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+				<-s.exited
+				err = fmt.Errorf("weaviate did not stop within 15s of SIGTERM; killed")
+			}
+		}
+		s.cleanup()
+	})
+	return err
+}
+
+// Output returns the end of the server's log, for diagnosing a failure.
+func (s *Server) Output() string { return s.log.String() }
+
+func (s *Server) cleanup() {
+	if s.ownsData {
+		_ = os.RemoveAll(s.DataDir)
+	}
+}
+
+func portFree(port int) error {
+	for _, addr := range []string{"127.0.0.1", ""} {
+		l, err := net.Listen("tcp", net.JoinHostPort(addr, strconv.Itoa(port)))
+		if err != nil {
+			return fmt.Errorf("weaviate port %d is already in use (%v): stop what holds it or choose another port (0 picks a free one)", port, err)
+		}
+		l.Close()
+	}
+	return nil
+}
+
+// freePorts returns n distinct ports that were free on every interface.
+func freePorts(n int) ([]int, error) {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	ports := make([]int, 0, n)
+	for len(ports) < n {
+		l, err := net.Listen("tcp", ":0")
+		if err != nil {
+			return nil, fmt.Errorf("find a free port: %w", err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+	max int
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf.Write(p)
+	if over := t.buf.Len() - t.max; over > 0 {
+		t.buf.Next(over)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.buf.String()
+}

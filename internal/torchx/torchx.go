@@ -1,0 +1,63 @@
+// Package torchx holds the few libtorch facilities that gotch v0.8.0 does not
+// expose to Go, and the discipline xling uses to keep tensor memory flat.
+package torchx
+
+/*
+#include <stdint.h>
+// Defined in gotch's libtch wrapper, which is linked into every binary that
+// imports gotch; gotch declares them in C but never binds them in Go.
+void at_manual_seed(int64_t seed);
+void at_set_num_threads(int n);
+int at_get_num_threads();
+// Appended to gotch's wrapper by gotchadapt.
+const char *xling_torch_version();
+*/
+import "C"
+
+import (
+	"runtime"
+
+	"github.com/sugarme/gotch/ts"
+)
+
+// Version reports the libtorch version the wrapper was compiled against.
+func Version() string { return C.GoString(C.xling_torch_version()) }
+
+// SetThreads sets the number of threads libtorch uses for intra-op work.
+// libtorch's own default here is 1; n <= 0 means one per CPU.
+func SetThreads(n int) {
+	if n <= 0 {
+		n = runtime.NumCPU()
+	}
+	C.at_set_num_threads(C.int(n))
+}
+
+// Threads reports the number of threads libtorch uses for intra-op work.
+func Threads() int { return int(C.at_get_num_threads()) }
+
+// ManualSeed seeds libtorch's global random generator (initialisers, dropout).
+func ManualSeed(seed int64) { C.at_manual_seed(C.int64_t(seed)) }
+
+// Arena collects the intermediate tensors of one step so they can be freed
+// together: gotch v0.8.0 does not garbage-collect tensors, and dropping each
+// one by hand is easy to get wrong.
+type Arena struct {
+	held []*ts.Tensor
+}
+
+// Keep records t for the next Free and returns it.
+func (a *Arena) Keep(t *ts.Tensor) *ts.Tensor {
+	a.held = append(a.held, t)
+	return t
+}
+
+// Len reports how many tensors the arena holds.
+func (a *Arena) Len() int { return len(a.held) }
+
+// Free drops every tensor the arena holds.
+func (a *Arena) Free() {
+	for _, t := range a.held {
+		t.MustDrop()
+	}
+	a.held = a.held[:0]
+}

@@ -1,0 +1,48 @@
+#!/bin/sh
+# Installs what xling needs on a Debian machine, then adapts gotch to the
+# installed libtorch. Idempotent: a second run only checks.
+#
+#   LIBTORCH=/path   build against that libtorch (holding include/ and lib/)
+#                    instead of Debian's libtorch-dev.
+set -eu
+
+# libopenblas0-pthread: libtorch finds BLAS through the libblas.so.3
+# alternative, which is the reference BLAS (15x slower) until it is installed.
+# python3-torch: the independent implementation for parity tests and benchmarks.
+# sentencepiece: the reference for the SentencePiece tokenizer tests.
+pkgs="g++ libopenblas0-pthread python3-torch python3-numpy sentencepiece"
+if [ -z "${LIBTORCH:-}" ]; then
+	pkgs="libtorch-dev $pkgs"
+elif [ ! -d "$LIBTORCH" ]; then
+	echo "deps: LIBTORCH=$LIBTORCH is not a directory; point it at a libtorch holding include/ and lib/ (for PyTorch: .../site-packages/torch), or unset it to use Debian's libtorch-dev" >&2
+	exit 1
+fi
+
+missing=""
+if command -v dpkg-query >/dev/null 2>&1; then
+	for p in $pkgs; do
+		case "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" in
+		*"install ok installed"*) ;;
+		*) missing="$missing $p" ;;
+		esac
+	done
+elif [ -z "${LIBTORCH:-}" ]; then
+	echo "deps: this is not a Debian system (no dpkg-query): install libtorch yourself and set LIBTORCH=/path/to/libtorch" >&2
+	exit 1
+fi
+
+if [ -n "$missing" ]; then
+	if [ "$(id -u)" != 0 ]; then
+		echo "deps: missing Debian packages:$missing" >&2
+		echo "deps: run as root:  apt-get update && apt-get install -y --no-install-recommends$missing" >&2
+		exit 1
+	fi
+	echo "deps: installing$missing (libtorch-dev is large: a few minutes on first install)"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q >/dev/null
+	# shellcheck disable=SC2086
+	apt-get install -y -q --no-install-recommends $missing >/dev/null
+fi
+
+# GOWORK=off: the go.work being regenerated may point at a copy that is gone.
+GOWORK=off go run ./cmd/gotch-adapt -out .build/gotch -work go.work
