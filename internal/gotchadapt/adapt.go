@@ -22,7 +22,7 @@ const GotchModule = "github.com/sugarme/gotch"
 
 // adapterRevision changes whenever the adapter's output changes for the same
 // inputs, so that a stale adapted copy is rebuilt rather than reused.
-const adapterRevision = "4"
+const adapterRevision = "6"
 
 // wrapperFiles are gotch's C++ sources, relative to its libtch folder; the
 // first is the translation unit, which includes the others.
@@ -90,6 +90,12 @@ func Adapt(ctx context.Context, opts Options) (Result, error) {
 	if err := appendVersionFunc(filepath.Join(libtch, wrapperFiles[0])); err != nil {
 		return Result{}, err
 	}
+	if err := patchGo(filepath.Join(tmp, "ts", "tensor-generated.go"), outputBufferFixes); err != nil {
+		return Result{}, err
+	}
+	if err := patchGo(filepath.Join(tmp, "ts", "scalar.go"), scalarDropFix); err != nil {
+		return Result{}, err
+	}
 	stubbed, err := stubUntilItCompiles(ctx, libtch, opts, log)
 	if err != nil {
 		return Result{}, err
@@ -129,6 +135,42 @@ func appendVersionFunc(path string) error {
 		return fmt.Errorf("extend %s: %w", path, err)
 	}
 	return f.Close()
+}
+
+// gotch's generated Go passes the C wrapper a malloc(0) buffer for the
+// output tensor pointers and never frees it: every tensor operation leaked a
+// chunk (measured: 153 bytes per matmul, so RSS grew ~10 MB per 10,000
+// encodes), and functions with several outputs wrote past the buffer. The
+// replacement holds 32 pointers, more than any wrapper writes, and is freed
+// when the function returns, after the pointers have been read.
+var outputBufferFixes = map[string]string{
+	"  ptr := (*lib.Ctensor)(unsafe.Pointer(C.malloc(0)))\n":         "  ptr := (*lib.Ctensor)(C.malloc(C.size_t(32 * unsafe.Sizeof(uintptr(0)))))\n  defer C.free(unsafe.Pointer(ptr))\n",
+	"  ctensorPtr0 := (*lib.Ctensor)(unsafe.Pointer(C.malloc(0)))\n": "  ctensorPtr0 := (*lib.Ctensor)(C.malloc(C.size_t(32 * unsafe.Sizeof(uintptr(0)))))\n  defer C.free(unsafe.Pointer(ctensorPtr0))\n",
+}
+
+// gotch v0.8.0's Scalar.Drop does nothing and leaves the C scalar to a
+// finaliser, so a loop that makes scalars grows memory between collections
+// (measured: 101 bytes per scalar that a GC did not give back).
+var scalarDropFix = map[string]string{
+	"func (sc *Scalar) Drop() (err error) {\n\t// TODO. FIXME either remove or rewind for specific scenario\n\treturn nil\n": "func (sc *Scalar) Drop() (err error) {\n\tif sc == nil || sc.cscalar == nil {\n\t\treturn nil\n\t}\n\truntime.SetFinalizer(sc, nil)\n\terr = freeCScalar(sc)\n\tsc.cscalar = nil\n\treturn err\n",
+	"func (sc *Scalar) MustDrop() {\n\t// TODO. FIXME either remove or rewind for specific scenario\n\treturn\n":             "func (sc *Scalar) MustDrop() {\n\tif err := sc.Drop(); err != nil {\n\t\tpanic(err)\n\t}\n",
+}
+
+// patchGo applies exact replacements to one of gotch's Go files, failing
+// loudly if gotch changed so that a replacement no longer applies.
+func patchGo(path string, fixes map[string]string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("patch gotch: %w", err)
+	}
+	s := string(b)
+	for old, fixed := range fixes {
+		if !strings.Contains(s, old) {
+			return fmt.Errorf("patch gotch: %s no longer contains %q: check the adapter against this gotch version", path, strings.TrimSpace(old))
+		}
+		s = strings.ReplaceAll(s, old, fixed)
+	}
+	return os.WriteFile(path, []byte(s), 0o644)
 }
 
 func (s stamp) sameInputs(o stamp) bool {

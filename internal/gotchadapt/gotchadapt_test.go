@@ -241,3 +241,24 @@ func write(t *testing.T, path, body string) {
 		t.Fatal(err)
 	}
 }
+
+func TestPatchGoFailsLoudly(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "x.go")
+	write(t, path, "package ts\n\nfunc f() {\n  ptr := (*lib.Ctensor)(unsafe.Pointer(C.malloc(0)))\n}\n")
+	if err := patchGo(path, scalarDropFix); err == nil || !strings.Contains(err.Error(), "no longer contains") {
+		t.Fatalf("patch that does not apply: %v", err)
+	}
+	only := map[string]string{}
+	for old, fixed := range outputBufferFixes {
+		if strings.HasPrefix(old, "  ptr") {
+			only[old] = fixed
+		}
+	}
+	if err := patchGo(path, only); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(path)
+	if !strings.Contains(string(b), "defer C.free(unsafe.Pointer(ptr))") || strings.Contains(string(b), "malloc(0)") {
+		t.Fatalf("patched file:\n%s", b)
+	}
+}

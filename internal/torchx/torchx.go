@@ -42,13 +42,20 @@ func ManualSeed(seed int64) { C.at_manual_seed(C.int64_t(seed)) }
 // together: gotch v0.8.0 does not garbage-collect tensors, and dropping each
 // one by hand is easy to get wrong.
 type Arena struct {
-	held []*ts.Tensor
+	held    []*ts.Tensor
+	scalars []*ts.Scalar
 }
 
 // Keep records t for the next Free and returns it.
 func (a *Arena) Keep(t *ts.Tensor) *ts.Tensor {
 	a.held = append(a.held, t)
 	return t
+}
+
+// KeepScalar records s for the next Free and returns it.
+func (a *Arena) KeepScalar(s *ts.Scalar) *ts.Scalar {
+	a.scalars = append(a.scalars, s)
+	return s
 }
 
 // Len reports how many tensors the arena holds.
@@ -59,5 +66,8 @@ func (a *Arena) Free() {
 	for _, t := range a.held {
 		t.MustDrop()
 	}
-	a.held = a.held[:0]
+	for _, s := range a.scalars {
+		s.MustDrop()
+	}
+	a.held, a.scalars = a.held[:0], a.scalars[:0]
 }

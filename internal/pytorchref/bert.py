@@ -1,0 +1,173 @@
+"""An independent BERT / XLM-R encoder in plain PyTorch, for parity tests
+and benchmarks of xling's gotch encoder. It reads the same model directory
+(config.json, model.safetensors, xling.json) and shares no code with xling.
+
+  encode: stdin {"ids": [[...], ...]} -> stdout {"vectors": [[...], ...]}
+  bench:  --batch N --seq L --seconds S -> stdout {"sentences_per_second": x}
+  train:  --batch N --seq L --seconds S -> stdout {"pairs_per_second": x}
+"""
+import argparse
+import json
+import math
+import os
+import struct
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def load_safetensors(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    base = 8 + n
+    out = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        if entry["dtype"] != "F32":
+            raise SystemExit(f"{name}: dtype {entry['dtype']} not supported here")
+        start, end = entry["data_offsets"]
+        arr = np.frombuffer(data[base + start:base + end], dtype="<f4").copy()
+        out[name] = torch.from_numpy(arr).reshape(entry["shape"])
+    return out
+
+
+class Encoder(torch.nn.Module):
+    def __init__(self, model_dir):
+        super().__init__()
+        with open(os.path.join(model_dir, "config.json")) as f:
+            self.cfg = json.load(f)
+        opts = {"pooling": "masked_mean", "normalize": True}
+        p = os.path.join(model_dir, "xling.json")
+        if os.path.exists(p):
+            with open(p) as f:
+                opts.update(json.load(f))
+        self.opts = opts
+        weights = load_safetensors(os.path.join(model_dir, "model.safetensors"))
+        self.w = torch.nn.ParameterDict({k.replace(".", "__"): torch.nn.Parameter(v) for k, v in weights.items()})
+
+    def p(self, name):
+        return self.w[name.replace(".", "__")]
+
+    def forward(self, ids, mask, train=False):
+        cfg = self.cfg
+        hidden = cfg["hidden_size"]
+        heads = cfg["num_attention_heads"]
+        dh = hidden // heads
+        eps = cfg["layer_norm_eps"]
+        b, t = ids.shape
+        if cfg["model_type"] == "xlm-roberta":
+            pos = torch.cumsum(mask, dim=1) * mask + cfg["pad_token_id"]
+        else:
+            pos = torch.arange(t).unsqueeze(0).expand(b, t)
+        x = F.embedding(ids, self.p("embeddings.word_embeddings.weight"))
+        x = x + F.embedding(pos, self.p("embeddings.position_embeddings.weight"))
+        x = x + self.p("embeddings.token_type_embeddings.weight")[0]
+        x = F.layer_norm(x, (hidden,), self.p("embeddings.LayerNorm.weight"), self.p("embeddings.LayerNorm.bias"), eps)
+        drop = cfg.get("hidden_dropout_prob", 0.1)
+        x = F.dropout(x, drop, train)
+        bias = (1.0 - mask[:, None, None, :].float()) * -1e9
+        act = "none" if cfg["hidden_act"] == "gelu" else "tanh"
+        for i in range(cfg["num_hidden_layers"]):
+            pre = f"encoder.layer.{i}."
+            lin = lambda z, n: F.linear(z, self.p(pre + n + ".weight"), self.p(pre + n + ".bias"))
+            split = lambda z: z.view(b, t, heads, dh).transpose(1, 2)
+            q = split(lin(x, "attention.self.query"))
+            k = split(lin(x, "attention.self.key"))
+            v = split(lin(x, "attention.self.value"))
+            s = q @ k.transpose(-1, -2) / math.sqrt(dh) + bias
+            a = F.dropout(torch.softmax(s, dim=-1), cfg.get("attention_probs_dropout_prob", 0.1), train)
+            ctx = (a @ v).transpose(1, 2).reshape(b, t, hidden)
+            h = F.dropout(lin(ctx, "attention.output.dense"), drop, train)
+            x = F.layer_norm(h + x, (hidden,), self.p(pre + "attention.output.LayerNorm.weight"), self.p(pre + "attention.output.LayerNorm.bias"), eps)
+            h = F.gelu(lin(x, "intermediate.dense"), approximate=act)
+            h = F.dropout(lin(h, "output.dense"), drop, train)
+            x = F.layer_norm(h + x, (hidden,), self.p(pre + "output.LayerNorm.weight"), self.p(pre + "output.LayerNorm.bias"), eps)
+        return x
+
+    def pool(self, h, mask):
+        if self.opts["pooling"] == "cls":
+            v = h[:, 0]
+        else:
+            m = mask.unsqueeze(-1).float()
+            v = (h * m).sum(1) / m.sum(1).clamp_min(1e-9)
+        if self.opts["normalize"]:
+            v = F.normalize(v, dim=-1)
+        return v
+
+
+def pad(batch, pad_id):
+    t = max(len(x) for x in batch)
+    ids = torch.full((len(batch), t), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), t), dtype=torch.long)
+    for i, x in enumerate(batch):
+        ids[i, :len(x)] = torch.tensor(x)
+        mask[i, :len(x)] = 1
+    return ids, mask
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("mode", choices=["encode", "bench", "train"])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--seq", type=int, default=64)
+    ap.add_argument("--seconds", type=float, default=5)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--temperature", type=float, default=0.05)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    enc = Encoder(args.model)
+    pad_id = enc.cfg.get("pad_token_id", 0)
+    vocab = enc.cfg["vocab_size"]
+
+    if args.mode == "encode":
+        req = json.load(sys.stdin)
+        with torch.no_grad():
+            ids, mask = pad(req["ids"], pad_id)
+            vecs = enc.pool(enc(ids, mask), mask)
+        json.dump({"vectors": vecs.tolist()}, sys.stdout)
+        return
+
+    gen = torch.Generator().manual_seed(1)
+    ids = torch.randint(5, vocab, (args.batch, args.seq), generator=gen)
+    mask = torch.ones_like(ids)
+    if args.mode == "bench":
+        with torch.no_grad():
+            enc.pool(enc(ids, mask), mask)  # warm-up
+            n, start = 0, time.perf_counter()
+            while time.perf_counter() - start < args.seconds:
+                enc.pool(enc(ids, mask), mask)
+                n += args.batch
+        json.dump({"sentences_per_second": n / (time.perf_counter() - start)}, sys.stdout)
+        return
+
+    # train: one InfoNCE step over in-batch negatives per iteration, AdamW.
+    opt = torch.optim.AdamW(enc.parameters(), lr=3e-5, weight_decay=0.01)
+    passages = torch.randint(5, vocab, (args.batch, args.seq), generator=gen)
+
+    def step():
+        q = enc.pool(enc(ids, mask, train=True), mask)
+        p = enc.pool(enc(passages, mask, train=True), mask)
+        logits = q @ p.T / args.temperature
+        loss = F.cross_entropy(logits, torch.arange(args.batch))
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(enc.parameters(), 1.0)
+        opt.step()
+
+    step()  # warm-up
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < args.seconds:
+        step()
+        n += args.batch
+    json.dump({"pairs_per_second": n / (time.perf_counter() - start)}, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+package vectorizer
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/xling-ir/xling/vectorizer/transformer"
+)
+
+// The files of a model directory (HuggingFace's layout plus xling.json).
+const (
+	ConfigFile    = "config.json"
+	TokenizerFile = "tokenizer.json"
+	WeightsFile   = "model.safetensors"
+	OptionsFile   = "xling.json"
+)
+
+// Pooling strategies, named as Weaviate names them.
+const (
+	PoolMean = "masked_mean"
+	PoolCLS  = "cls"
+)
+
+// Options is xling.json: how a model directory turns hidden states into
+// vectors, and how queries differ from passages.
+type Options struct {
+	Pooling       string `json:"pooling"`        // masked_mean or cls
+	Normalize     bool   `json:"normalize"`      // L2-normalise vectors
+	MaxSeqLength  int    `json:"max_seq_length"` // tokens, special tokens included
+	QueryPrefix   string `json:"query_prefix"`   // prepended to queries, e.g. "Query: "
+	PassagePrefix string `json:"passage_prefix"` // prepended to passages, e.g. "Passage: "
+	// QueryModel names a subdirectory holding a separate query encoder
+	// (config.json and model.safetensors; the tokenizer is shared). Empty
+	// means one shared encoder.
+	QueryModel string `json:"query_model,omitempty"`
+	// Languages the model was trained on, and how, reported by /meta.
+	Languages []string       `json:"languages,omitempty"`
+	Training  map[string]any `json:"training,omitempty"`
+}
+
+// DefaultOptions are the paper's: mean pooling, normalised vectors, E5-style
+// prefixes on one shared encoder.
+func DefaultOptions() Options {
+	return Options{Pooling: PoolMean, Normalize: true, MaxSeqLength: 128, QueryPrefix: "Query: ", PassagePrefix: "Passage: "}
+}
+
+func (o Options) validate(cfg transformer.Config) error {
+	if o.Pooling != PoolMean && o.Pooling != PoolCLS {
+		return fmt.Errorf("pooling %q is not supported (want %s or %s)", o.Pooling, PoolMean, PoolCLS)
+	}
+	if o.MaxSeqLength < 3 {
+		return fmt.Errorf("max_seq_length %d is too small", o.MaxSeqLength)
+	}
+	if int64(o.MaxSeqLength) > cfg.MaxTokens() {
+		return fmt.Errorf("max_seq_length %d exceeds the %d positions config.json gives", o.MaxSeqLength, cfg.MaxTokens())
+	}
+	return nil
+}
+
+func readOptions(dir string) (Options, error) {
+	path := filepath.Join(dir, OptionsFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return DefaultOptions(), nil // a plain HuggingFace directory
+	}
+	if err != nil {
+		return Options{}, fmt.Errorf("read %s: %w", OptionsFile, err)
+	}
+	o := DefaultOptions()
+	if err := json.Unmarshal(b, &o); err != nil {
+		return Options{}, fmt.Errorf("read %s: %w", path, err)
+	}
+	return o, nil
+}
+
+// Files is what WriteDir writes: a complete model directory.
+type Files struct {
+	Config    transformer.Config
+	Options   Options
+	Tokenizer []byte             // tokenizer.json
+	Model     *transformer.Model // the passage (or shared) encoder
+	Query     *transformer.Model // a separate query encoder, or nil
+}
+
+// WriteDir writes a model directory that Load, the sidecar and HuggingFace
+// transformers all read.
+func WriteDir(dir string, f Files) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("write model directory: %w", err)
+	}
+	if f.Query != nil && f.Options.QueryModel == "" {
+		f.Options.QueryModel = "query"
+	}
+	if err := transformer.WriteConfig(filepath.Join(dir, ConfigFile), f.Config); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, TokenizerFile), f.Tokenizer, 0o644); err != nil {
+		return fmt.Errorf("write tokenizer: %w", err)
+	}
+	b, _ := json.MarshalIndent(f.Options, "", "  ")
+	if err := os.WriteFile(filepath.Join(dir, OptionsFile), append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write options: %w", err)
+	}
+	if err := f.Model.Save(filepath.Join(dir, WeightsFile)); err != nil {
+		return err
+	}
+	if f.Query != nil {
+		qdir := filepath.Join(dir, f.Options.QueryModel)
+		if err := os.MkdirAll(qdir, 0o755); err != nil {
+			return err
+		}
+		if err := transformer.WriteConfig(filepath.Join(qdir, ConfigFile), f.Query.Config); err != nil {
+			return err
+		}
+		return f.Query.Save(filepath.Join(qdir, WeightsFile))
+	}
+	return nil
+}

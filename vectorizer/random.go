@@ -1,0 +1,36 @@
+package vectorizer
+
+import (
+	"fmt"
+
+	"github.com/sugarme/gotch"
+
+	"github.com/xling-ir/xling/vectorizer/transformer"
+)
+
+// Sizes of randomly initialised encoders for tests and benchmarks: "small"
+// is the 4-layer, 256-wide model, "base" has BERT-base's shape.
+func SizeConfig(size string, vocab int64) (transformer.Config, error) {
+	switch size {
+	case "tiny":
+		return transformer.BERTConfig(vocab, 64, 2, 4, 128), nil
+	case "small":
+		return transformer.BERTConfig(vocab, 256, 4, 4, 1024), nil
+	case "base":
+		return transformer.BERTConfig(vocab, 768, 12, 12, 3072), nil
+	}
+	return transformer.Config{}, fmt.Errorf("unknown model size %q (want tiny, small or base)", size)
+}
+
+// WriteRandom writes a model directory holding a randomly initialised
+// encoder (HuggingFace's initialisation, drawn from seed) and the given
+// tokenizer.json.
+func WriteRandom(dir string, cfg transformer.Config, opts Options, tokenizerJSON []byte, seed uint64) error {
+	m, err := transformer.New(cfg, gotch.CPU)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	m.Init(seed)
+	return WriteDir(dir, Files{Config: cfg, Options: opts, Tokenizer: tokenizerJSON, Model: m})
+}

@@ -1,0 +1,210 @@
+// Package tokenize turns text into token ids with a HuggingFace
+// tokenizer.json (through github.com/sugarme/tokenizer), and trains new
+// WordPiece vocabularies for models trained from scratch.
+package tokenize
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/sugarme/tokenizer"
+	"github.com/sugarme/tokenizer/normalizer"
+	"github.com/sugarme/tokenizer/pretrained"
+	"golang.org/x/text/unicode/norm"
+)
+
+// ErrEmpty reports a text with nothing to encode.
+var ErrEmpty = errors.New("text is empty")
+
+// ErrInvalidUTF8 reports a text that is not valid UTF-8.
+var ErrInvalidUTF8 = errors.New("text is not valid UTF-8")
+
+// maxBytesPerToken bounds how much text is tokenised before truncation: no
+// tokenizer emits fewer tokens than bytes/64, so cutting a text there keeps
+// every token that survives truncation while sparing the tokenizer megabytes.
+const maxBytesPerToken = 64
+
+// Tokenizer encodes text for an encoder with a fixed maximum length.
+type Tokenizer struct {
+	tk     *tokenizer.Tokenizer
+	maxLen int
+	padID  int
+	// nfkc: the tokenizer.json normalises with NFKC, which sugarme/tokenizer
+	// v0.3.0 gets wrong (it panics when NFKC removes characters, e.g. on
+	// some Arabic and compatibility forms). Applying NFKC with x/text first
+	// leaves the library's own pass nothing to change.
+	nfkc bool
+}
+
+// Load reads a tokenizer.json. maxLen is the longest sequence, special
+// tokens included, that Encode returns.
+func Load(path string, maxLen int) (*Tokenizer, error) {
+	if maxLen < 3 {
+		return nil, fmt.Errorf("load tokenizer %s: maximum length %d leaves no room for text", path, maxLen)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load tokenizer: %w", err)
+	}
+	t, err := parse(b, maxLen)
+	if err != nil {
+		return nil, fmt.Errorf("load tokenizer %s: %w", path, err)
+	}
+	return t, nil
+}
+
+func parse(b []byte, maxLen int) (*Tokenizer, error) {
+	var head struct {
+		Normalizer json.RawMessage `json:"normalizer"`
+	}
+	if err := json.Unmarshal(b, &head); err != nil {
+		return nil, fmt.Errorf("malformed tokenizer.json: %w", err)
+	}
+	tk, err := fromJSON(b)
+	if err != nil {
+		return nil, err
+	}
+	t := &Tokenizer{tk: tk, maxLen: maxLen, nfkc: nfkcRe.Match(head.Normalizer)}
+	t.padID = -1
+	for _, pad := range []string{"[PAD]", "<pad>"} {
+		if id, ok := tk.TokenToId(pad); ok {
+			t.padID = id
+			break
+		}
+	}
+	return t, nil
+}
+
+var nfkcRe = regexp.MustCompile(`"type"\s*:\s*"NFKC"`)
+
+// fromJSON wraps the library's loader, which panics on some malformed files.
+func fromJSON(b []byte) (tk *tokenizer.Tokenizer, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("malformed tokenizer.json: %v", r)
+		}
+	}()
+	return pretrained.FromReader(bytes.NewReader(b))
+}
+
+// VocabSize is the number of token ids, added tokens included.
+func (t *Tokenizer) VocabSize() int { return t.tk.GetVocabSize(true) }
+
+// PadID is the padding token's id, or -1 if the vocabulary has none.
+func (t *Tokenizer) PadID() int { return t.padID }
+
+// MaxLen is the longest sequence Encode returns.
+func (t *Tokenizer) MaxLen() int { return t.maxLen }
+
+// Check reports whether a text can be encoded at all: valid UTF-8 holding
+// something other than white space and control characters.
+func Check(text string) error {
+	if !utf8.ValidString(text) {
+		for i, r := range text {
+			if r == utf8.RuneError {
+				return fmt.Errorf("%w (first bad byte at offset %d)", ErrInvalidUTF8, i)
+			}
+		}
+	}
+	for _, r := range text {
+		if !unicode.IsSpace(r) && !unicode.IsControl(r) {
+			return nil
+		}
+	}
+	return ErrEmpty
+}
+
+// Encode tokenises one text with the tokenizer's special tokens. A text
+// longer than MaxLen tokens is cut to MaxLen, keeping the closing special
+// token, and truncated reports it.
+func (t *Tokenizer) Encode(text string) (ids []int, truncated bool, err error) {
+	if err := Check(text); err != nil {
+		return nil, false, err
+	}
+	if limit := t.maxLen * maxBytesPerToken; len(text) > limit {
+		cut := limit
+		for cut > 0 && !utf8.RuneStart(text[cut]) {
+			cut--
+		}
+		text, truncated = text[:cut], true
+	}
+	enc, err := t.encode(text)
+	if err != nil {
+		return nil, false, err
+	}
+	ids = enc.Ids
+	if len(ids) > t.maxLen {
+		last := ids[len(ids)-1]
+		ids = append(ids[:t.maxLen-1:t.maxLen-1], last)
+		truncated = true
+	}
+	if onlySpecial(enc) {
+		// The text normalised away to nothing (control characters, say).
+		return nil, false, fmt.Errorf("%w after normalisation", ErrEmpty)
+	}
+	return ids, truncated, nil
+}
+
+func onlySpecial(enc *tokenizer.Encoding) bool {
+	for i := range enc.Ids {
+		if i >= len(enc.SpecialTokenMask) || enc.SpecialTokenMask[i] == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (t *Tokenizer) encode(text string) (enc *tokenizer.Encoding, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("tokenize: %v", r)
+		}
+	}()
+	return t.tk.EncodeSingle(t.prenormalize(text), true)
+}
+
+func (t *Tokenizer) prenormalize(text string) string {
+	if t.nfkc {
+		return norm.NFKC.String(text)
+	}
+	return text
+}
+
+// words normalises and pre-tokenises text as encoding does, returning the
+// words the model would then split into pieces.
+func (t *Tokenizer) words(text string) (out []string, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("tokenize: %v", r)
+		}
+	}()
+	ns, err := t.tk.GetNormalizer().Normalize(normalizer.NewNormalizedFrom(t.prenormalize(text)))
+	if err != nil {
+		return nil, fmt.Errorf("normalise: %w", err)
+	}
+	pt, err := t.tk.GetPreTokenizer().PreTokenize(tokenizer.NewPreTokenizedStringFromNS(ns))
+	if err != nil {
+		return nil, fmt.Errorf("pre-tokenise: %w", err)
+	}
+	for _, w := range pt.GetSplits(normalizer.NormalizedTarget, tokenizer.Byte) {
+		if w.Value != "" {
+			out = append(out, w.Value)
+		}
+	}
+	return out, nil
+}
+
+// Tokens returns the token strings of ids, for debugging and tests.
+func (t *Tokenizer) Tokens(ids []int) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i], _ = t.tk.IdToToken(id)
+	}
+	return out
+}

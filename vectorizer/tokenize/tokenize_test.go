@@ -1,0 +1,156 @@
+package tokenize
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// sharedData is ../shared/data beside the repository.
+func sharedData(t testing.TB) string {
+	t.Helper()
+	dir, _ := filepath.Abs(filepath.Join("..", "..", "..", "shared", "data"))
+	if _, err := os.Stat(dir); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("shared data missing: %v", err)
+		}
+		t.Skipf("shared data missing: %v", err)
+	}
+	return dir
+}
+
+// xquadSentences returns every candidate sentence of XQuAD-R, all languages.
+func xquadSentences(t testing.TB) []string {
+	dir := filepath.Join(sharedData(t), "xquad-r")
+	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+	var out []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc struct {
+			Data []struct {
+				Paragraphs []struct {
+					Sentences []string `json:"sentences"`
+				} `json:"paragraphs"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal(b, &doc); err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range doc.Data {
+			for _, p := range d.Paragraphs {
+				out = append(out, p.Sentences...)
+			}
+		}
+	}
+	if len(out) < 10000 {
+		t.Fatalf("read %d XQuAD-R sentences, want over 10,000", len(out))
+	}
+	return out
+}
+
+var multiScript = map[string]string{
+	"latin":      "The quick brown fox jumps over the lazy dog.",
+	"arabic":     "تقع مدينة القاهرة على ضفاف نهر النيل.",
+	"devanagari": "भारत की राजधानी नई दिल्ली है।",
+	"thai":       "กรุงเทพมหานครเป็นเมืองหลวงของประเทศไทย",
+	"cjk":        "北京是中华人民共和国的首都。",
+	"cyrillic":   "Москва — столица России.",
+	"greek":      "Η Αθήνα είναι η πρωτεύουσα της Ελλάδας.",
+}
+
+var (
+	trainedOnce sync.Once
+	trained     []byte
+	trainErr    error
+)
+
+// trainXQuAD trains an 8,000-piece vocabulary on XQuAD-R once per test binary.
+func trainXQuAD(t testing.TB) *Tokenizer {
+	t.Helper()
+	trainedOnce.Do(func() {
+		text := strings.Join(xquadSentences(t), "\n")
+		trained, trainErr = TrainWordPiece(context.Background(), strings.NewReader(text), TrainOptions{VocabSize: 8000})
+	})
+	if trainErr != nil {
+		t.Fatal(trainErr)
+	}
+	path := filepath.Join(t.TempDir(), "tokenizer.json")
+	if err := os.WriteFile(path, trained, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tk, err := Load(path, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tk
+}
+
+func TestTrainWordPieceMultilingual(t *testing.T) {
+	tk := trainXQuAD(t)
+	if got := tk.VocabSize(); got < 7900 || got > 8000 {
+		t.Fatalf("vocabulary size %d, want about 8000", got)
+	}
+	for script, text := range multiScript {
+		ids, truncated, err := tk.Encode(text)
+		if err != nil {
+			t.Fatalf("%s: %v", script, err)
+		}
+		toks := tk.Tokens(ids)
+		if toks[0] != "[CLS]" || toks[len(toks)-1] != "[SEP]" || truncated {
+			t.Errorf("%s: tokens %v (truncated %v): want [CLS] … [SEP]", script, toks, truncated)
+		}
+		unk := 0
+		for _, s := range toks {
+			if s == "[UNK]" {
+				unk++
+			}
+		}
+		// A vocabulary trained on these scripts must cover them.
+		if unk > 0 {
+			t.Errorf("%s: %d [UNK] in %v", script, unk, toks)
+		}
+		t.Logf("%-10s %d tokens: %v", script, len(toks), toks)
+	}
+	// Devanagari vowel signs survive normalisation (no accent stripping).
+	ids, _, _ := tk.Encode("दिल्ली")
+	if joined := strings.ReplaceAll(strings.Join(tk.Tokens(ids[1:len(ids)-1]), ""), "##", ""); joined != "दिल्ली" {
+		t.Errorf("Devanagari word came back as %q", joined)
+	}
+}
+
+func TestEncodeBadInput(t *testing.T) {
+	tk := trainXQuAD(t)
+	if _, _, err := tk.Encode(""); !errors.Is(err, ErrEmpty) {
+		t.Errorf("empty text: %v", err)
+	}
+	if _, _, err := tk.Encode(" \t\n"); !errors.Is(err, ErrEmpty) {
+		t.Errorf("blank text: %v", err)
+	}
+	if _, _, err := tk.Encode("\x00\x01"); !errors.Is(err, ErrEmpty) {
+		t.Errorf("control characters only: %v", err)
+	}
+	if _, _, err := tk.Encode("ok \xff\xfe"); !errors.Is(err, ErrInvalidUTF8) || !strings.Contains(err.Error(), "offset 3") {
+		t.Errorf("invalid UTF-8: %v", err)
+	}
+	long := strings.Repeat("retrieval across languages ", 100000) // 2.7 MB
+	ids, truncated, err := tk.Encode(long)
+	if err != nil || !truncated || len(ids) != 64 || tk.Tokens(ids)[63] != "[SEP]" {
+		t.Errorf("long text: %d ids, truncated %v, err %v", len(ids), truncated, err)
+	}
+	if _, err := Load(filepath.Join(t.TempDir(), "none.json"), 64); err == nil {
+		t.Error("loading a missing tokenizer.json succeeded")
+	}
+	bad := filepath.Join(t.TempDir(), "tokenizer.json")
+	os.WriteFile(bad, []byte(`{"model": {"type": "WordPiece"`), 0o644)
+	if _, err := Load(bad, 64); err == nil {
+		t.Error("loading a truncated tokenizer.json succeeded")
+	}
+}
