@@ -234,6 +234,15 @@ func (v *Vectorizer) Tokenize(text string, kind Kind) (Tokens, error) {
 	return t, nil
 }
 
+// TextError reports which text of a batch could not be encoded.
+type TextError struct {
+	Index int // position in the batch
+	Err   error
+}
+
+func (e *TextError) Error() string { return fmt.Sprintf("text %d: %v", e.Index, e.Err) }
+func (e *TextError) Unwrap() error { return e.Err }
+
 // Encode returns one L2-normalised vector per text (unless xling.json turns
 // normalisation off). Truncated texts are logged; see Tokenize for a count.
 func (v *Vectorizer) Encode(ctx context.Context, texts []string, kind Kind) ([][]float32, error) {
@@ -255,7 +264,7 @@ func (v *Vectorizer) Encode(ctx context.Context, texts []string, kind Kind) ([][
 	truncated := 0
 	for i, err := range errs {
 		if err != nil {
-			return nil, fmt.Errorf("text %d: %w", i, err)
+			return nil, &TextError{Index: i, Err: err}
 		}
 		if toks[i].Truncated {
 			truncated++

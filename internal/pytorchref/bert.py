@@ -101,6 +101,20 @@ class Encoder(torch.nn.Module):
         return v
 
 
+def set_blas_threads(n):
+    """OpenBLAS keeps its own pool, which torch.set_num_threads leaves alone;
+    xling's Go side limits it the same way."""
+    import ctypes
+    for name in ("libblas.so.3", "libopenblas.so.0"):
+        try:
+            lib = ctypes.CDLL(name, mode=getattr(os, "RTLD_NOLOAD", 4) | os.RTLD_NOW)
+        except OSError:
+            continue
+        if hasattr(lib, "openblas_set_num_threads"):
+            lib.openblas_set_num_threads(n)
+            return
+
+
 def pad(batch, pad_id):
     t = max(len(x) for x in batch)
     ids = torch.full((len(batch), t), pad_id, dtype=torch.long)
@@ -122,6 +136,7 @@ def main():
     ap.add_argument("--temperature", type=float, default=0.05)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    set_blas_threads(args.threads)
     enc = Encoder(args.model)
     pad_id = enc.cfg.get("pad_token_id", 0)
     vocab = enc.cfg["vocab_size"]
@@ -137,14 +152,23 @@ def main():
     gen = torch.Generator().manual_seed(1)
     ids = torch.randint(5, vocab, (args.batch, args.seq), generator=gen)
     mask = torch.ones_like(ids)
+    def best_rate(fn, per_call):
+        # The best of three rounds: on a shared machine the fastest round is
+        # the one least disturbed by other work. The Go side does the same.
+        fn()  # warm-up
+        best = 0.0
+        for _ in range(3):
+            n, start = 0, time.perf_counter()
+            while time.perf_counter() - start < args.seconds / 3:
+                fn()
+                n += per_call
+            best = max(best, n / (time.perf_counter() - start))
+        return best
+
     if args.mode == "bench":
         with torch.no_grad():
-            enc.pool(enc(ids, mask), mask)  # warm-up
-            n, start = 0, time.perf_counter()
-            while time.perf_counter() - start < args.seconds:
-                enc.pool(enc(ids, mask), mask)
-                n += args.batch
-        json.dump({"sentences_per_second": n / (time.perf_counter() - start)}, sys.stdout)
+            rate = best_rate(lambda: enc.pool(enc(ids, mask), mask), args.batch)
+        json.dump({"sentences_per_second": rate}, sys.stdout)
         return
 
     # train: one InfoNCE step over in-batch negatives per iteration, AdamW.
@@ -161,12 +185,7 @@ def main():
         torch.nn.utils.clip_grad_norm_(enc.parameters(), 1.0)
         opt.step()
 
-    step()  # warm-up
-    n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < args.seconds:
-        step()
-        n += args.batch
-    json.dump({"pairs_per_second": n / (time.perf_counter() - start)}, sys.stdout)
+    json.dump({"pairs_per_second": best_rate(step, args.batch)}, sys.stdout)
 
 
 if __name__ == "__main__":

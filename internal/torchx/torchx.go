@@ -3,6 +3,8 @@
 package torchx
 
 /*
+#cgo LDFLAGS: -ldl
+#include <dlfcn.h>
 #include <stdint.h>
 // Defined in gotch's libtch wrapper, which is linked into every binary that
 // imports gotch; gotch declares them in C but never binds them in Go.
@@ -11,6 +13,20 @@ void at_set_num_threads(int n);
 int at_get_num_threads();
 // Appended to gotch's wrapper by gotchadapt.
 const char *xling_torch_version();
+
+// OpenBLAS keeps its own thread pool, one thread per core, which libtorch's
+// set_num_threads does not touch. It is already loaded (through libtorch's
+// libblas.so.3), so RTLD_NOLOAD finds it without loading anything.
+static int xling_set_blas_threads(int n) {
+	const char *names[] = {"libblas.so.3", "libopenblas.so.0", NULL};
+	for (int i = 0; names[i]; i++) {
+		void *h = dlopen(names[i], RTLD_NOW | RTLD_NOLOAD);
+		if (!h) continue;
+		void (*set)(int) = (void (*)(int))dlsym(h, "openblas_set_num_threads");
+		if (set) { set(n); return 1; }
+	}
+	return 0;
+}
 */
 import "C"
 
@@ -23,13 +39,16 @@ import (
 // Version reports the libtorch version the wrapper was compiled against.
 func Version() string { return C.GoString(C.xling_torch_version()) }
 
-// SetThreads sets the number of threads libtorch uses for intra-op work.
-// libtorch's own default here is 1; n <= 0 means one per CPU.
+// SetThreads sets the number of threads libtorch uses for intra-op work,
+// and OpenBLAS's pool (which would otherwise use every core) to the same;
+// n <= 0 means one per CPU. It applies to the calling OS thread's libtorch
+// work: call it on the locked thread that runs the model.
 func SetThreads(n int) {
 	if n <= 0 {
 		n = runtime.NumCPU()
 	}
 	C.at_set_num_threads(C.int(n))
+	C.xling_set_blas_threads(C.int(n))
 }
 
 // Threads reports the number of threads libtorch uses for intra-op work.

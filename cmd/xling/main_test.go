@@ -1,0 +1,96 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/xling-ir/xling/vectorizer/vectorizertest"
+)
+
+var (
+	buildOnce sync.Once
+	binary    string
+	buildErr  error
+)
+
+// xling builds the command once per test binary and runs it.
+func xling(t *testing.T, stdin string, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, _ := os.MkdirTemp("", "xling-cmd-")
+		binary = filepath.Join(dir, "xling")
+		out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+		if err != nil {
+			buildErr = err
+			binary = string(out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("build xling: %v\n%s", buildErr, binary)
+	}
+	cmd := exec.Command(binary, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err = cmd.Run()
+	return o.String(), e.String(), err
+}
+
+func TestEncodeCommand(t *testing.T) {
+	model := vectorizertest.Tiny(t)
+	out, stderr, err := xling(t, "hello world\nमौसम अच्छा है\n北京\n", "encode", "--model", model, "--kind", "query")
+	if err != nil {
+		t.Fatalf("xling encode: %v\n%s", err, stderr)
+	}
+	sc := bufio.NewScanner(strings.NewReader(out))
+	sc.Buffer(nil, 1<<20)
+	var texts []string
+	for sc.Scan() {
+		var rec struct {
+			Text   string
+			Vector []float64
+		}
+		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
+			t.Fatal(err)
+		}
+		norm := 0.0
+		for _, x := range rec.Vector {
+			norm += x * x
+		}
+		if len(rec.Vector) != 64 || math.Abs(norm-1) > 1e-4 {
+			t.Errorf("%q: %d dims, squared norm %g", rec.Text, len(rec.Vector), norm)
+		}
+		texts = append(texts, rec.Text)
+	}
+	if strings.Join(texts, "|") != "hello world|मौसम अच्छा है|北京" {
+		t.Fatalf("output texts %q", texts)
+	}
+
+	_, stderr, err = xling(t, "fine\n\nalso fine\n", "encode", "--model", model)
+	if err == nil || !strings.Contains(stderr, "line 2: text is empty") {
+		t.Errorf("empty line: err %v, stderr %q", err, stderr)
+	}
+	_, stderr, err = xling(t, "", "encode", "--model", model, "--kind", "document")
+	if code := exitCode(err); code != 2 || !strings.Contains(stderr, `unknown task type "document"`) {
+		t.Errorf("bad --kind: exit %d, stderr %q", code, stderr)
+	}
+	_, stderr, err = xling(t, "", "encode", "--model", filepath.Join(t.TempDir(), "missing"))
+	if code := exitCode(err); code != 1 || !strings.Contains(stderr, "config.json") {
+		t.Errorf("missing model: exit %d, stderr %q", code, stderr)
+	}
+}
+
+func exitCode(err error) int {
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	return 0
+}

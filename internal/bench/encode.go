@@ -1,0 +1,141 @@
+// Package bench measures xling against a baseline measured in the same run:
+// PyTorch for the encoder and trainer, an unbatched server for the sidecar.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/xling-ir/xling/internal/pytorchref"
+	"github.com/xling-ir/xling/internal/shareddata"
+	"github.com/xling-ir/xling/vectorizer"
+	"github.com/xling-ir/xling/vectorizer/tokenize"
+)
+
+// EncodeOptions configures an encoder benchmark.
+type EncodeOptions struct {
+	Model   string        // a model directory; empty means a random one of Size
+	Size    string        // tiny, small or base
+	Batch   int           // texts per forward pass
+	Seq     int           // tokens per text
+	Threads int           // libtorch threads on both sides
+	Time    time.Duration // measuring time per side, in three rounds
+}
+
+// ModelDir returns opts.Model, or writes a random model of opts.Size (with a
+// tokenizer trained on the shared XQuAD-R sentences) into a temporary
+// directory that cleanup removes.
+func ModelDir(ctx context.Context, model, size string) (dir string, cleanup func(), err error) {
+	if model != "" {
+		return model, func() {}, nil
+	}
+	data, err := shareddata.Dir()
+	if err != nil {
+		return "", nil, fmt.Errorf("a random %s model needs a tokenizer trained on ../shared/data: %w (or give --model)", size, err)
+	}
+	sentences, err := shareddata.Sentences(filepath.Join(data, "xquad-r"))
+	if err != nil {
+		return "", nil, err
+	}
+	tok, err := tokenize.TrainWordPiece(ctx, strings.NewReader(strings.Join(sentences, "\n")), tokenize.TrainOptions{VocabSize: 8000})
+	if err != nil {
+		return "", nil, err
+	}
+	vocab := int64(8000)
+	if size == "base" {
+		vocab = 30522 // BERT-base's embedding table, for a faithful shape
+	}
+	cfg, err := vectorizer.SizeConfig(size, vocab)
+	if err != nil {
+		return "", nil, err
+	}
+	dir, err = os.MkdirTemp("", "xling-bench-model-")
+	if err != nil {
+		return "", nil, err
+	}
+	cleanup = func() { os.RemoveAll(dir) }
+	if err := vectorizer.WriteRandom(dir, cfg, vectorizer.DefaultOptions(), tok, 1); err != nil {
+		cleanup()
+		return "", nil, err
+	}
+	return dir, cleanup, nil
+}
+
+// bestRate runs fn once to warm up, then for three rounds of total/3 each,
+// and returns the best round's items per second: on a shared machine the
+// fastest round is the one least disturbed by other work. The PyTorch side
+// measures the same way.
+func bestRate(total time.Duration, perCall int, fn func() error) (float64, error) {
+	if err := fn(); err != nil {
+		return 0, err
+	}
+	best := 0.0
+	for r := 0; r < 3; r++ {
+		n, start := 0, time.Now()
+		for time.Since(start) < total/3 {
+			if err := fn(); err != nil {
+				return 0, err
+			}
+			n += perCall
+		}
+		best = max(best, float64(n)/time.Since(start).Seconds())
+	}
+	return best, nil
+}
+
+// Encode measures xling's encoder throughput and PyTorch's for the same
+// model, batch and sequence length, and writes both and their ratio to w.
+// The last line is "ratio <xling/pytorch>".
+func Encode(ctx context.Context, w io.Writer, opts EncodeOptions) error {
+	dir, cleanup, err := ModelDir(ctx, opts.Model, opts.Size)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	if err := pytorchref.Available(ctx); err != nil {
+		return err
+	}
+	v, err := vectorizer.Load(dir, vectorizer.LoadOptions{Threads: opts.Threads, BatchSize: opts.Batch})
+	if err != nil {
+		return err
+	}
+	defer v.Close()
+	if opts.Seq > v.MaxTokens() {
+		return fmt.Errorf("--seq %d exceeds the model's maximum of %d tokens", opts.Seq, v.MaxTokens())
+	}
+	c := v.Config
+	fmt.Fprintf(w, "model %s: %s, %d layers, %d hidden, %d heads; batch %d, %d tokens per text, %d thread(s)\n",
+		dir, c.ModelType, c.NumHiddenLayers, c.HiddenSize, c.NumAttentionHeads, opts.Batch, opts.Seq, opts.Threads)
+
+	rng := rand.New(rand.NewPCG(1, 1))
+	toks := make([]vectorizer.Tokens, opts.Batch)
+	for i := range toks {
+		ids := make([]int64, opts.Seq)
+		for j := range ids {
+			ids[j] = 5 + rng.Int64N(c.VocabSize-5)
+		}
+		toks[i] = vectorizer.Tokens{IDs: ids}
+	}
+	ours, err := bestRate(opts.Time, len(toks), func() error {
+		_, err := v.EncodeTokens(ctx, toks, vectorizer.Passage)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "xling    %10.1f sentences/s\n", ours)
+
+	theirs, err := pytorchref.BenchEncode(ctx, dir, opts.Batch, opts.Seq, max(opts.Threads, 1), opts.Time.Seconds())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "pytorch  %10.1f sentences/s (python3-torch, same model and batch)\n", theirs)
+	fmt.Fprintf(w, "ratio %.3f\n", ours/theirs)
+	return nil
+}
