@@ -96,7 +96,8 @@ func runEncode(ctx context.Context, fs *flag.FlagSet, args []string) error {
 func runTokenizerTrain(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	out := fs.String("out", "tokenizer.json", "where to write tokenizer.json")
 	vocab := fs.Int("vocab-size", 30000, "vocabulary size, special tokens included")
-	minFreq := fs.Int("min-frequency", 2, "fewest occurrences of a merged piece")
+	minFreq := fs.Int("min-frequency", 2, "fewest occurrences of a merged piece (wordpiece)")
+	kind := fs.String("type", "wordpiece", "wordpiece (BERT-style, xling's trainer) or unigram (XLM-R-style, through spm_train)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: xling tokenizer train [flags] FILE...  (text files, one sentence or paragraph per line)")
 		fs.PrintDefaults()
@@ -109,12 +110,20 @@ func runTokenizerTrain(ctx context.Context, fs *flag.FlagSet, args []string) err
 	}
 	log := logger()
 	start := time.Now()
-	err := tokenize.TrainWordPieceFiles(ctx, fs.Args(), *out, tokenize.TrainOptions{
-		VocabSize: *vocab, MinFrequency: *minFreq,
-		Progress: func(done, total int) {
-			log.Info("training tokenizer", "merges", done, "of_at_most", total, "elapsed", time.Since(start).Round(time.Second))
-		},
-	})
+	var err error
+	switch *kind {
+	case "unigram":
+		err = tokenize.TrainUnigramFiles(ctx, fs.Args(), *out, *vocab)
+	case "wordpiece":
+		err = tokenize.TrainWordPieceFiles(ctx, fs.Args(), *out, tokenize.TrainOptions{
+			VocabSize: *vocab, MinFrequency: *minFreq,
+			Progress: func(done, total int) {
+				log.Info("training tokenizer", "merges", done, "of_at_most", total, "elapsed", time.Since(start).Round(time.Second))
+			},
+		})
+	default:
+		return fmt.Errorf("%w: --type %q (want wordpiece or unigram)", cli.ErrUsage, *kind)
+	}
 	if err != nil {
 		return err
 	}

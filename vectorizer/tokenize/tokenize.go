@@ -32,7 +32,8 @@ const maxBytesPerToken = 64
 
 // Tokenizer encodes text for an encoder with a fixed maximum length.
 type Tokenizer struct {
-	tk     *tokenizer.Tokenizer
+	tk     *tokenizer.Tokenizer // WordPiece, BPE: the library's pipeline
+	uni    *unigram             // Unigram (SentencePiece): xling's own
 	maxLen int
 	padID  int
 	// nfkc: the tokenizer.json normalises with NFKC, which sugarme/tokenizer
@@ -62,9 +63,23 @@ func Load(path string, maxLen int) (*Tokenizer, error) {
 func parse(b []byte, maxLen int) (*Tokenizer, error) {
 	var head struct {
 		Normalizer json.RawMessage `json:"normalizer"`
+		Model      struct {
+			Type string `json:"type"`
+		} `json:"model"`
 	}
 	if err := json.Unmarshal(b, &head); err != nil {
 		return nil, fmt.Errorf("malformed tokenizer.json: %w", err)
+	}
+	if head.Model.Type == "Unigram" {
+		uni, err := parseUnigram(b)
+		if err != nil {
+			return nil, err
+		}
+		t := &Tokenizer{uni: uni, maxLen: maxLen, padID: -1}
+		if id, ok := uni.ids["<pad>"]; ok {
+			t.padID = id
+		}
+		return t, nil
 	}
 	tk, err := fromJSON(b)
 	if err != nil {
@@ -94,7 +109,12 @@ func fromJSON(b []byte) (tk *tokenizer.Tokenizer, err error) {
 }
 
 // VocabSize is the number of token ids, added tokens included.
-func (t *Tokenizer) VocabSize() int { return t.tk.GetVocabSize(true) }
+func (t *Tokenizer) VocabSize() int {
+	if t.uni != nil {
+		return len(t.uni.pieces)
+	}
+	return t.tk.GetVocabSize(true)
+}
 
 // PadID is the padding token's id, or -1 if the vocabulary has none.
 func (t *Tokenizer) PadID() int { return t.padID }
@@ -134,39 +154,48 @@ func (t *Tokenizer) Encode(text string) (ids []int, truncated bool, err error) {
 		}
 		text, truncated = text[:cut], true
 	}
-	enc, err := t.encode(text)
+	ids, special, err := t.encode(text)
 	if err != nil {
 		return nil, false, err
 	}
-	ids = enc.Ids
 	if len(ids) > t.maxLen {
 		last := ids[len(ids)-1]
 		ids = append(ids[:t.maxLen-1:t.maxLen-1], last)
 		truncated = true
 	}
-	if onlySpecial(enc) {
+	if onlySpecial(ids, special) {
 		// The text normalised away to nothing (control characters, say).
 		return nil, false, fmt.Errorf("%w after normalisation", ErrEmpty)
 	}
 	return ids, truncated, nil
 }
 
-func onlySpecial(enc *tokenizer.Encoding) bool {
-	for i := range enc.Ids {
-		if i >= len(enc.SpecialTokenMask) || enc.SpecialTokenMask[i] == 0 {
+func onlySpecial(ids []int, special func(i int) bool) bool {
+	for i := range ids {
+		if !special(i) {
 			return false
 		}
 	}
 	return true
 }
 
-func (t *Tokenizer) encode(text string) (enc *tokenizer.Encoding, err error) {
+// encode returns the ids of text with special tokens, and which are special.
+func (t *Tokenizer) encode(text string) (ids []int, special func(i int) bool, err error) {
+	if t.uni != nil {
+		ids := t.uni.encode(text)
+		return ids, func(i int) bool { return t.uni.special[ids[i]] }, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("tokenize: %v", r)
 		}
 	}()
-	return t.tk.EncodeSingle(t.prenormalize(text), true)
+	enc, err := t.tk.EncodeSingle(t.prenormalize(text), true)
+	if err != nil {
+		return nil, nil, err
+	}
+	mask := enc.SpecialTokenMask
+	return enc.Ids, func(i int) bool { return i < len(mask) && mask[i] != 0 }, nil
 }
 
 func (t *Tokenizer) prenormalize(text string) string {
@@ -204,6 +233,12 @@ func (t *Tokenizer) words(text string) (out []string, err error) {
 func (t *Tokenizer) Tokens(ids []int) []string {
 	out := make([]string, len(ids))
 	for i, id := range ids {
+		if t.uni != nil {
+			if id >= 0 && id < len(t.uni.pieces) {
+				out[i] = t.uni.pieces[id]
+			}
+			continue
+		}
 		out[i], _ = t.tk.IdToToken(id)
 	}
 	return out
