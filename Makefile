@@ -31,6 +31,7 @@ vet: deps
 test: deps weaviate
 	go vet ./...
 	OMP_WAIT_POLICY=PASSIVE XLING_WEAVIATE_BIN=$(WEAVIATE_BIN) go test $(GO_TEST_FLAGS) ./...
+	go test -run '^$$' -fuzz FuzzDecodeVectorsRequest -fuzztime 20s ./sidecar
 
 clean:
 	rm -rf $(BUILD) go.work go.work.sum

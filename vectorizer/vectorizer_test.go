@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sugarme/gotch"
+
 	"github.com/xling-ir/xling/internal/pytorchref"
 	"github.com/xling-ir/xling/internal/safetensors"
 	"github.com/xling-ir/xling/vectorizer"
@@ -284,5 +286,48 @@ func TestMemoryFlat(t *testing.T) {
 	t.Logf("RSS %d MiB after warm-up, %d MiB after 100,000 more encodes", before>>20, after>>20)
 	if after > before+before/10 {
 		t.Fatalf("RSS grew from %d to %d bytes over 100,000 encodes", before, after)
+	}
+}
+
+// TestSeparateQueryEncoder checks xling.json's query_model: queries go
+// through their own encoder, passages through the main one.
+func TestSeparateQueryEncoder(t *testing.T) {
+	cfg := transformer.BERTConfig(4000, 64, 2, 4, 128)
+	newModel := func(seed uint64) *transformer.Model {
+		m, err := transformer.New(cfg, gotch.CPU)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Init(seed)
+		return m
+	}
+	passage, query := newModel(1), newModel(2)
+	defer passage.Close()
+	defer query.Close()
+	opts := vectorizer.DefaultOptions()
+	opts.QueryPrefix, opts.PassagePrefix = "", ""
+	dir := t.TempDir()
+	if err := vectorizer.WriteDir(dir, vectorizer.Files{Config: cfg, Options: opts, Tokenizer: vectorizertest.Tokenizer(t), Model: passage, Query: query}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "query", vectorizer.WeightsFile)); err != nil {
+		t.Fatal(err)
+	}
+	v, err := vectorizer.Load(dir, vectorizer.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	q, _ := v.Encode(context.Background(), texts[:2], vectorizer.Query)
+	p, _ := v.Encode(context.Background(), texts[:2], vectorizer.Passage)
+	if q[0][0] == p[0][0] && q[0][1] == p[0][1] {
+		t.Fatal("the query encoder gave the passage encoder's vector")
+	}
+	// The same text through the same encoder is deterministic.
+	q2, _ := v.Encode(context.Background(), texts[:2], vectorizer.Query)
+	for i := range q[1] {
+		if q[1][i] != q2[1][i] {
+			t.Fatal("query encoding is not deterministic")
+		}
 	}
 }

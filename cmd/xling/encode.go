@@ -147,3 +147,25 @@ func runBenchEncode(ctx context.Context, fs *flag.FlagSet, args []string) error 
 	}
 	return bench.Encode(ctx, os.Stdout, o)
 }
+
+func runBenchServe(ctx context.Context, fs *flag.FlagSet, args []string) error {
+	var o bench.ServeOptions
+	fs.StringVar(&o.Model, "model", cli.Env("XLING_MODEL", ""), "model directory; empty means a random model of --size")
+	fs.StringVar(&o.Size, "size", "small", "random model size when no --model: tiny, small or base")
+	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "load time per concurrency level")
+	fs.DurationVar(&o.Soak, "soak", 0, "also run concurrency 32 this long and report RSS growth (e.g. 10m)")
+	fs.IntVar(&o.Threads, "threads", envInt("XLING_THREADS", 1), "libtorch threads (env XLING_THREADS)")
+	levels := fs.String("concurrency", "1,8,32,64", "comma-separated concurrency levels")
+	fs.StringVar(&o.Texts, "texts", "questions", "questions (sent as queries) or sentences (sent as passages), from XQuAD-R")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	for _, f := range strings.Split(*levels, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			return fmt.Errorf("%w: --concurrency %q", cli.ErrUsage, *levels)
+		}
+		o.Concurrency = append(o.Concurrency, n)
+	}
+	return bench.Serve(ctx, os.Stdout, o)
+}

@@ -47,8 +47,10 @@ func passiveOpenMP() {
 func commands() []cli.Command {
 	return []cli.Command{
 		{Name: "encode", Summary: "encode lines of stdin into JSON vectors with a model directory", Run: runEncode},
+		{Name: "serve", Summary: "serve a model to Weaviate as its text2vec-transformers inference container", Run: runServe},
 		{Name: "tokenizer train", Summary: "train a WordPiece tokenizer.json on text files", Run: runTokenizerTrain},
 		{Name: "bench encode", Summary: "encoder throughput against python3-torch, same run", Run: runBenchEncode},
+		{Name: "bench serve", Summary: "sidecar requests/s and latency, batched against unbatched, same run", Run: runBenchServe},
 		{Name: "version", Summary: "print the versions of xling, Go and libtorch", Run: runVersion},
 	}
 }

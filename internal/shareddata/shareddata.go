@@ -43,38 +43,60 @@ func Dir() (string, error) {
 	}
 }
 
+// Questions returns the questions of every language of a LAReQA-layout
+// dataset directory, languages in name order.
+func Questions(datasetDir string) ([]string, error) {
+	var out []string
+	err := eachParagraph(datasetDir, func(p paragraph) {
+		for _, q := range p.QAs {
+			out = append(out, q.Question)
+		}
+	})
+	return out, err
+}
+
 // Sentences returns the candidate sentences of every language of a
 // LAReQA-layout dataset directory (xquad-r, mlqa-r), languages in name order.
 func Sentences(datasetDir string) ([]string, error) {
+	var out []string
+	err := eachParagraph(datasetDir, func(p paragraph) { out = append(out, p.Sentences...) })
+	return out, err
+}
+
+type paragraph struct {
+	Sentences []string `json:"sentences"`
+	QAs       []struct {
+		Question string `json:"question"`
+	} `json:"qas"`
+}
+
+func eachParagraph(datasetDir string, fn func(paragraph)) error {
 	files, err := filepath.Glob(filepath.Join(datasetDir, "*.json"))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if len(files) == 0 {
-		return nil, fmt.Errorf("no *.json files in %s", datasetDir)
+		return fmt.Errorf("no *.json files in %s", datasetDir)
 	}
 	sort.Strings(files)
-	var out []string
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		var doc struct {
 			Data []struct {
-				Paragraphs []struct {
-					Sentences []string `json:"sentences"`
-				} `json:"paragraphs"`
+				Paragraphs []paragraph `json:"paragraphs"`
 			} `json:"data"`
 		}
 		if err := json.Unmarshal(b, &doc); err != nil {
-			return nil, fmt.Errorf("read %s: %w", f, err)
+			return fmt.Errorf("read %s: %w", f, err)
 		}
 		for _, d := range doc.Data {
 			for _, p := range d.Paragraphs {
-				out = append(out, p.Sentences...)
+				fn(p)
 			}
 		}
 	}
-	return out, nil
+	return nil
 }

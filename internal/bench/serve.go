@@ -1,0 +1,246 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/xling-ir/xling/internal/shareddata"
+	"github.com/xling-ir/xling/sidecar"
+	"github.com/xling-ir/xling/vectorizer"
+)
+
+// ServeOptions configures a sidecar benchmark.
+type ServeOptions struct {
+	Model       string        // a model directory; empty means a random one of Size
+	Size        string        // tiny, small or base
+	Duration    time.Duration // per concurrency level
+	Concurrency []int         // levels to measure with batching
+	Threads     int
+	Soak        time.Duration // if set, also run concurrency 32 this long and report RSS
+	// Texts: "questions" (XQuAD-R questions sent as queries: the
+	// concurrent traffic Weaviate's nearText searches make) or "sentences"
+	// (candidate sentences sent as passages: what an import sends, though
+	// Weaviate sends those one after another).
+	Texts string
+}
+
+// LoadResult is one load level's outcome.
+type LoadResult struct {
+	Requests, Errors int
+	PerSecond        float64
+	P50, P99         time.Duration
+	MeanBatch        float64       // texts per forward pass
+	MeanTokens       float64       // padded tokens per forward pass
+	MeanPass         time.Duration // time of a forward pass
+}
+
+// histogramMean reads the mean of one of the sidecar's histograms.
+func histogramMean(s *sidecar.Server, name string) float64 {
+	mfs, _ := s.Registry().Gather()
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			h := mf.GetMetric()[0].GetHistogram()
+			if h.GetSampleCount() > 0 {
+				return h.GetSampleSum() / float64(h.GetSampleCount())
+			}
+		}
+	}
+	return 0
+}
+
+// Serve measures the sidecar on loopback: requests/s and latency at each
+// concurrency with dynamic batching, then at concurrency 32 without it (one
+// text per forward pass, as a plain inference container does). The last
+// line is "ratio <batched/unbatched>".
+func Serve(ctx context.Context, w io.Writer, opts ServeOptions) error {
+	dir, cleanup, err := ModelDir(ctx, opts.Model, opts.Size)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	v, err := vectorizer.Load(dir, vectorizer.LoadOptions{Threads: opts.Threads, BatchSize: 64})
+	if err != nil {
+		return err
+	}
+	defer v.Close()
+	texts, taskType, err := benchTexts(opts.Texts)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "model %s: %s, %d layers, %d hidden; %d %s as task_type %s; %s per level\n",
+		dir, v.Config.ModelType, v.Config.NumHiddenLayers, v.Config.HiddenSize, len(texts), opts.Texts, taskType, opts.Duration)
+
+	run := func(limits sidecar.BatchLimits, concurrency int, d time.Duration, tick func()) (LoadResult, error) {
+		o := sidecar.DefaultOptions()
+		o.Passage = sidecar.FromVectorizer(filepath.Base(dir), v)
+		o.Limits = limits
+		s, err := sidecar.New(o)
+		if err != nil {
+			return LoadResult{}, err
+		}
+		defer s.Close()
+		if err := s.Warm(ctx); err != nil {
+			return LoadResult{}, err
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return LoadResult{}, err
+		}
+		srv := &http.Server{Handler: s.Handler()}
+		go srv.Serve(l)
+		defer srv.Close()
+		r, err := load(ctx, "http://"+l.Addr().String()+"/vectors", texts, taskType, concurrency, d, tick)
+		r.MeanBatch = histogramMean(s, "xling_sidecar_batch_size")
+		r.MeanTokens = histogramMean(s, "xling_sidecar_batch_tokens")
+		r.MeanPass = time.Duration(histogramMean(s, "xling_sidecar_inference_duration_seconds") * float64(time.Second))
+		return r, err
+	}
+
+	batched := sidecar.DefaultOptions().Limits
+	results := map[int]LoadResult{}
+	for _, c := range opts.Concurrency {
+		r, err := run(batched, c, opts.Duration, nil)
+		if err != nil {
+			return err
+		}
+		results[c] = r
+		report(w, "batched  ", c, r)
+	}
+	unbatched := batched
+	unbatched.MaxTexts = 1
+	u, err := run(unbatched, 32, opts.Duration, nil)
+	if err != nil {
+		return err
+	}
+	report(w, "unbatched", 32, u)
+
+	if opts.Soak > 0 {
+		start := rssBytes()
+		peak := start
+		next := time.Now().Add(time.Minute)
+		r, err := run(batched, 32, opts.Soak, func() {
+			if time.Now().After(next) {
+				next = time.Now().Add(time.Minute)
+				rss := rssBytes()
+				peak = max(peak, rss)
+				fmt.Fprintf(w, "soak: RSS %d MiB\n", rss>>20)
+			}
+		})
+		if err != nil {
+			return err
+		}
+		end := rssBytes()
+		fmt.Fprintf(w, "soak %s at concurrency 32: %.1f req/s, errors %d, RSS %d MiB -> %d MiB (%+.1f%%), peak %d MiB\n",
+			opts.Soak, r.PerSecond, r.Errors, start>>20, end>>20, 100*float64(end-start)/float64(start), peak>>20)
+	}
+	b, ok := results[32]
+	if !ok {
+		if b, err = run(batched, 32, opts.Duration, nil); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(w, "ratio %.2f\n", b.PerSecond/u.PerSecond)
+	return nil
+}
+
+func report(w io.Writer, name string, c int, r LoadResult) {
+	fmt.Fprintf(w, "%s concurrency %3d: %8.1f req/s  p50 %9s  p99 %9s  errors %d  (mean pass: %.1f texts, %.0f padded tokens, %s)\n",
+		name, c, r.PerSecond, r.P50.Round(10*time.Microsecond), r.P99.Round(10*time.Microsecond), r.Errors, r.MeanBatch, r.MeanTokens, r.MeanPass.Round(100*time.Microsecond))
+}
+
+// load sends POST /vectors requests from concurrency workers for d.
+func load(ctx context.Context, url string, texts []string, taskType string, concurrency int, d time.Duration, tick func()) (LoadResult, error) {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: concurrency, MaxConnsPerHost: concurrency}, Timeout: 30 * time.Second}
+	defer client.CloseIdleConnections()
+	bodies := make([][]byte, len(texts))
+	for i, t := range texts {
+		bodies[i], _ = json.Marshal(map[string]any{"text": t, "config": map[string]any{"pooling_strategy": "masked_mean", "task_type": taskType}})
+	}
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var mu sync.Mutex
+	var lat []time.Duration
+	errs := 0
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := 0; w < concurrency; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			var mine []time.Duration
+			bad := 0
+			for i := w; ctx.Err() == nil; i += concurrency {
+				t0 := time.Now()
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(bodies[i%len(bodies)]))
+				resp, err := client.Do(req)
+				if ctx.Err() != nil {
+					break // the run ended mid-request: not an error
+				}
+				if err != nil {
+					bad++
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					bad++
+					continue
+				}
+				mine = append(mine, time.Since(t0))
+				if tick != nil && w == 0 {
+					tick()
+				}
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			errs += bad
+			mu.Unlock()
+		}(w)
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if len(lat) == 0 {
+		return LoadResult{Errors: errs}, fmt.Errorf("no request succeeded at concurrency %d (%d errors)", concurrency, errs)
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	return LoadResult{Requests: len(lat), Errors: errs, PerSecond: float64(len(lat)) / elapsed.Seconds(),
+		P50: lat[len(lat)/2], P99: lat[len(lat)*99/100]}, nil
+}
+
+// benchTexts are XQuAD-R's questions or sentences, all languages.
+func benchTexts(kind string) ([]string, string, error) {
+	dir, err := shareddata.Dir()
+	if err != nil {
+		return nil, "", err
+	}
+	switch kind {
+	case "questions":
+		q, err := shareddata.Questions(filepath.Join(dir, "xquad-r"))
+		return q, "query", err
+	case "sentences":
+		s, err := shareddata.Sentences(filepath.Join(dir, "xquad-r"))
+		return s, "passage", err
+	}
+	return nil, "", fmt.Errorf("unknown --texts %q (want questions or sentences)", kind)
+}
+
+func rssBytes() int64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	pages, _ := strconv.ParseInt(strings.Fields(string(b))[1], 10, 64)
+	return pages * int64(os.Getpagesize())
+}

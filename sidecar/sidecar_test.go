@@ -1,0 +1,363 @@
+package sidecar
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/xling-ir/xling/vectorizer"
+	"github.com/xling-ir/xling/vectorizer/vectorizertest"
+)
+
+func tinyServer(t *testing.T, opts Options) (*Server, *httptest.Server) {
+	t.Helper()
+	v, err := vectorizer.Load(vectorizertest.Tiny(t), vectorizer.LoadOptions{BatchSize: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(v.Close)
+	opts.Passage = FromVectorizer("tiny", v)
+	s, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(s.Handler())
+	t.Cleanup(func() { ts.Close(); s.Close() })
+	return s, ts
+}
+
+func post(t *testing.T, url, body string) (int, map[string]any, http.Header) {
+	t.Helper()
+	resp, err := http.Post(url, "", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	b, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatalf("status %d: body is not JSON: %q", resp.StatusCode, b)
+	}
+	return resp.StatusCode, out, resp.Header
+}
+
+func vectorOf(t *testing.T, out map[string]any) []float64 {
+	t.Helper()
+	raw, _ := out["vector"].([]any)
+	v := make([]float64, len(raw))
+	for i, x := range raw {
+		v[i] = x.(float64)
+	}
+	if int(out["dims"].(float64)) != len(v) {
+		t.Fatalf("dims %v but %d components", out["dims"], len(v))
+	}
+	return v
+}
+
+func norm(v []float64) float64 {
+	s := 0.0
+	for _, x := range v {
+		s += x * x
+	}
+	return math.Sqrt(s)
+}
+
+func TestWeaviateProtocol(t *testing.T) {
+	s, ts := tinyServer(t, DefaultOptions())
+	get := func(path string) int {
+		resp, err := http.Get(ts.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if get("/.well-known/live") != 200 || get("/.well-known/ready") != 503 {
+		t.Fatal("before Warm: want live 200, ready 503")
+	}
+	if code, _, _ := post(t, ts.URL+"/vectors", `{"text":"x"}`); code != 503 {
+		t.Fatalf("vectors before Warm: %d", code)
+	}
+	if err := s.Warm(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if get("/.well-known/ready") != 200 {
+		t.Fatal("after Warm: ready is not 200")
+	}
+
+	// Exactly what Weaviate 1.35 sends.
+	body := `{"text":"Where is Cairo?","dims":0,"vector":null,"error":"","config":{"pooling_strategy":"masked_mean","task_type":"passage"}}`
+	code, out, _ := post(t, ts.URL+"/vectors", body)
+	if code != 200 || out["text"] != "Where is Cairo?" {
+		t.Fatalf("vectors: %d %v", code, out)
+	}
+	passage := vectorOf(t, out)
+	if len(passage) != 64 || math.Abs(norm(passage)-1) > 1e-5 {
+		t.Fatalf("passage vector: %d dims, norm %g", len(passage), norm(passage))
+	}
+	_, out, _ = post(t, ts.URL+"/vectors/", strings.Replace(body, `"passage"`, `"query"`, 1))
+	if query := vectorOf(t, out); query[0] == passage[0] && query[1] == passage[1] {
+		t.Fatal("task_type query gave the passage vector")
+	}
+	_, out, _ = post(t, ts.URL+"/vectors", strings.Replace(body, `"task_type":"passage"`, `"task_type":"passage","dimensions":16`, 1))
+	short := vectorOf(t, out)
+	if len(short) != 16 || math.Abs(norm(short)-1) > 1e-5 {
+		t.Fatalf("dimensions 16: %d dims, norm %g", len(short), norm(short))
+	}
+	scale := norm(passage[:16])
+	for i := range short {
+		if math.Abs(short[i]-passage[i]/scale) > 1e-5 {
+			t.Fatalf("dimensions 16 is not the renormalised prefix at %d", i)
+		}
+	}
+
+	// The bulk endpoint gives the same vectors as one-text requests.
+	code, out, _ = post(t, ts.URL+"/vectors/batch", `{"texts":["Where is Cairo?","second"],"config":{"task_type":"passage"}}`)
+	if code != 200 {
+		t.Fatalf("batch: %d %v", code, out)
+	}
+	first := out["vectors"].([]any)[0].([]any)
+	for i := range passage {
+		if math.Abs(first[i].(float64)-passage[i]) > 1e-5 {
+			t.Fatalf("batch vector differs from the single one at %d", i)
+		}
+	}
+
+	resp, _ := http.Get(ts.URL + "/meta")
+	var meta map[string]any
+	json.NewDecoder(resp.Body).Decode(&meta)
+	resp.Body.Close()
+	if meta["dims"] != 64.0 || meta["model"] != "tiny" || meta["pooling"] != "masked_mean" {
+		t.Fatalf("meta: %v", meta)
+	}
+}
+
+func TestBadRequests(t *testing.T) {
+	opts := DefaultOptions()
+	opts.MaxBodyBytes = 4096
+	opts.MaxBatchTexts = 3
+	s, ts := tinyServer(t, opts)
+	if err := s.Warm(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, path, body string
+		code             int
+		msg              string
+	}{
+		{"invalid JSON", "/vectors", `{"text": "x"`, 400, "invalid JSON"},
+		{"not an object", "/vectors", `[1,2]`, 400, "invalid JSON"},
+		{"empty body", "/vectors", ``, 400, "empty request body"},
+		{"missing text", "/vectors", `{"config":{}}`, 400, `missing "text"`},
+		{"null text", "/vectors", `{"text":null}`, 400, `missing "text"`},
+		{"numeric text", "/vectors", `{"text":42}`, 400, `"text" must be a string`},
+		{"empty text", "/vectors", `{"text":""}`, 400, "text is empty"},
+		{"blank text", "/vectors", `{"text":"  \n\t"}`, 400, "text is empty"},
+		{"invalid UTF-8", "/vectors", "{\"text\":\"bad \xff\"}", 400, "not valid UTF-8"},
+		{"unknown task type", "/vectors", `{"text":"x","config":{"task_type":"document"}}`, 400, `unknown task type "document"`},
+		{"bad dimensions", "/vectors", `{"text":"x","config":{"dimensions":999}}`, 400, "outside 1..64"},
+		{"unknown pooling", "/vectors", `{"text":"x","config":{"pooling_strategy":"max"}}`, 400, "pooling_strategy"},
+		{"over the limit", "/vectors", `{"text":"` + strings.Repeat("a", 5000) + `"}`, 413, "limit"},
+		{"batch too many", "/vectors/batch", `{"texts":["a","b","c","d"]}`, 413, "limit is 3"},
+		{"batch not strings", "/vectors/batch", `{"texts":[1]}`, 400, "array of strings"},
+		{"batch empty text", "/vectors/batch", `{"texts":["a",""]}`, 400, "texts[1]"},
+		{"unknown path", "/vectorize", `{}`, 404, "no endpoint"},
+	}
+	for _, c := range cases {
+		code, out, _ := post(t, ts.URL+c.path, c.body)
+		msg, _ := out["error"].(string)
+		if code != c.code || !strings.Contains(msg, c.msg) {
+			t.Errorf("%s: %d %q, want %d and %q", c.name, code, msg, c.code, c.msg)
+		}
+	}
+	// The server still works.
+	if code, _, _ := post(t, ts.URL+"/vectors", `{"text":"still fine"}`); code != 200 {
+		t.Fatalf("after bad requests: %d", code)
+	}
+}
+
+// TestDynamicBatching sends 64 concurrent requests and checks that they
+// were merged into fewer forward passes.
+func TestDynamicBatching(t *testing.T) {
+	opts := DefaultOptions()
+	opts.Limits.MaxWait = 20 * time.Millisecond
+	s, ts := tinyServer(t, opts)
+	s.Warm(context.Background())
+	var wg sync.WaitGroup
+	var failed atomic.Int32
+	for i := 0; i < 64; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			resp, err := http.Post(ts.URL+"/vectors", "", strings.NewReader(fmt.Sprintf(`{"text":"text number %d"}`, i)))
+			if err != nil || resp.StatusCode != 200 {
+				failed.Add(1)
+			}
+			if resp != nil {
+				resp.Body.Close()
+			}
+		}(i)
+	}
+	wg.Wait()
+	if failed.Load() > 0 {
+		t.Fatalf("%d requests failed", failed.Load())
+	}
+	passes, texts := histogram(t, s, "xling_sidecar_batch_size")
+	t.Logf("64 requests in %d forward passes (mean batch %.1f)", passes, texts/float64(passes))
+	if texts != 64 || passes >= 64 || passes < 2 {
+		t.Fatalf("%d forward passes for 64 concurrent requests (limit 32 a pass), %v texts", passes, texts)
+	}
+	if got := testutil.ToFloat64(s.metrics.requests.WithLabelValues("vectors", "200")); got != 64 {
+		t.Fatalf("requests_total{vectors,200} = %v", got)
+	}
+}
+
+func histogram(t *testing.T, s *Server, name string) (uint64, float64) {
+	mfs, err := s.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			h := mf.GetMetric()[0].GetHistogram()
+			return h.GetSampleCount(), h.GetSampleSum()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0, 0
+}
+
+// slowEncoder blocks each forward pass until released, so that tests can
+// fill the queue; it counts the texts it encodes.
+type slowEncoder struct {
+	release chan struct{}
+	encoded atomic.Int32
+}
+
+func (e *slowEncoder) Tokenize(text string, kind vectorizer.Kind) (vectorizer.Tokens, error) {
+	return vectorizer.Tokens{IDs: []int64{1, 2, 3}}, nil
+}
+
+func (e *slowEncoder) EncodeTokens(ctx context.Context, toks []vectorizer.Tokens, kind vectorizer.Kind) ([][]float32, error) {
+	<-e.release
+	e.encoded.Add(int32(len(toks)))
+	out := make([][]float32, len(toks))
+	for i := range out {
+		out[i] = []float32{1, 0}
+	}
+	return out, nil
+}
+
+func (e *slowEncoder) Dims() int { return 2 }
+
+// TestOverloadAndCancellation fills a queue of 2 behind a blocked forward
+// pass: the next request gets 503 with Retry-After at once, and a request
+// whose client gives up is dropped from its batch.
+func TestOverloadAndCancellation(t *testing.T) {
+	enc := &slowEncoder{release: make(chan struct{})}
+	opts := DefaultOptions()
+	opts.Passage = Model{Encoder: enc, Name: "slow"}
+	opts.Limits = BatchLimits{MaxTexts: 1, MaxTokens: 100, MaxWait: time.Millisecond, Queue: 2}
+	s, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.ready.Store(true)
+	ts := httptest.NewServer(s.Handler())
+	defer ts.Close()
+
+	send := func(ctx context.Context) chan int {
+		done := make(chan int, 1)
+		go func() {
+			req, _ := http.NewRequestWithContext(ctx, "POST", ts.URL+"/vectors", bytes.NewReader([]byte(`{"text":"x"}`)))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				done <- -1
+				return
+			}
+			resp.Body.Close()
+			done <- resp.StatusCode
+		}()
+		return done
+	}
+	first := send(context.Background()) // taken by the batcher, blocked in EncodeTokens
+	waitFor(t, func() bool { n, _ := histogram(t, s, "xling_sidecar_batch_size"); return n == 1 })
+	cctx, cancel := context.WithCancel(context.Background())
+	gone := send(cctx)                   // queued, then abandoned
+	second := send(context.Background()) // queued
+	waitFor(t, func() bool { return len(s.batchers[vectorizer.Passage].queue) == 2 })
+
+	code, out, hdr := post(t, ts.URL+"/vectors", `{"text":"one too many"}`)
+	if code != 503 || hdr.Get("Retry-After") == "" || !strings.Contains(out["error"].(string), "queue is full") {
+		t.Fatalf("overload: %d %v Retry-After %q", code, out, hdr.Get("Retry-After"))
+	}
+	cancel()
+	if c := <-gone; c != -1 {
+		t.Fatalf("cancelled request got %d", c)
+	}
+	// The server notices the client has gone when its handler returns.
+	waitFor(t, func() bool { return testutil.ToFloat64(s.metrics.requests.WithLabelValues("vectors", "499")) == 1 })
+	close(enc.release) // let every pass run
+	if c := <-first; c != 200 {
+		t.Fatalf("first request: %d", c)
+	}
+	if c := <-second; c != 200 {
+		t.Fatalf("second request: %d", c)
+	}
+	s.Close()
+	if n := enc.encoded.Load(); n != 2 {
+		t.Fatalf("encoded %d texts, want 2 (the cancelled one dropped)", n)
+	}
+	if got := testutil.ToFloat64(s.metrics.dropped); got != 1 {
+		t.Fatalf("cancelled_total = %v", got)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached in 5s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// FuzzDecodeVectorsRequest: any body is either a valid request or a client
+// error, never a panic, and a valid request's text survives unchanged.
+func FuzzDecodeVectorsRequest(f *testing.F) {
+	for _, seed := range []string{
+		`{"text":"hello","config":{"pooling_strategy":"masked_mean","task_type":"query","dimensions":8}}`,
+		`{"text":"","dims":0,"vector":null,"error":""}`, `{"text":1}`, `[]`, `{`, "\xff", `{"text":"\u00e9","config":{"dimensions":-1}}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, err := decodeVectorsRequest(body, 64)
+		if err != nil {
+			if _, ok := err.(*requestError); !ok {
+				t.Fatalf("non-client error %T: %v", err, err)
+			}
+			return
+		}
+		if req.Dims < 0 || req.Dims > 64 {
+			t.Fatalf("accepted dimensions %d", req.Dims)
+		}
+		if !json.Valid(body) {
+			t.Fatalf("accepted invalid JSON %q", body)
+		}
+	})
+}
