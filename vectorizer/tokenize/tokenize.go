@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 
@@ -41,6 +42,20 @@ type Tokenizer struct {
 	// some Arabic and compatibility forms). Applying NFKC with x/text first
 	// leaves the library's own pass nothing to change.
 	nfkc bool
+	// clean: BERT's clean_text drops control and format characters, and
+	// sugarme/tokenizer panics when one starts the text (a right-to-left
+	// mark before an Arabic question, say); dropping them first is the same
+	// result without the panic.
+	clean bool
+	raw   []byte // the tokenizer.json it was read from
+}
+
+// JSON returns the tokenizer.json this tokenizer was read from.
+func (t *Tokenizer) JSON() ([]byte, error) {
+	if len(t.raw) == 0 {
+		return nil, errors.New("tokenizer has no JSON source")
+	}
+	return t.raw, nil
 }
 
 // Load reads a tokenizer.json. maxLen is the longest sequence, special
@@ -57,6 +72,7 @@ func Load(path string, maxLen int) (*Tokenizer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load tokenizer %s: %w", path, err)
 	}
+	t.raw = b
 	return t, nil
 }
 
@@ -85,7 +101,7 @@ func parse(b []byte, maxLen int) (*Tokenizer, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &Tokenizer{tk: tk, maxLen: maxLen, nfkc: nfkcRe.Match(head.Normalizer)}
+	t := &Tokenizer{tk: tk, maxLen: maxLen, nfkc: nfkcRe.Match(head.Normalizer), clean: cleanTextRe.Match(head.Normalizer)}
 	t.padID = -1
 	for _, pad := range []string{"[PAD]", "<pad>"} {
 		if id, ok := tk.TokenToId(pad); ok {
@@ -96,7 +112,10 @@ func parse(b []byte, maxLen int) (*Tokenizer, error) {
 	return t, nil
 }
 
-var nfkcRe = regexp.MustCompile(`"type"\s*:\s*"NFKC"`)
+var (
+	nfkcRe      = regexp.MustCompile(`"type"\s*:\s*"NFKC"`)
+	cleanTextRe = regexp.MustCompile(`"clean_text"\s*:\s*true`)
+)
 
 // fromJSON wraps the library's loader, which panics on some malformed files.
 func fromJSON(b []byte) (tk *tokenizer.Tokenizer, err error) {
@@ -199,6 +218,14 @@ func (t *Tokenizer) encode(text string) (ids []int, special func(i int) bool, er
 }
 
 func (t *Tokenizer) prenormalize(text string) string {
+	if t.clean {
+		text = strings.Map(func(r rune) rune {
+			if r != '\t' && r != '\n' && r != '\r' && unicode.In(r, unicode.Cc, unicode.Cf, unicode.Co) {
+				return -1
+			}
+			return r
+		}, text)
+	}
 	if t.nfkc {
 		return norm.NFKC.String(text)
 	}

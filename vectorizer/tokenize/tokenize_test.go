@@ -154,3 +154,17 @@ func TestEncodeBadInput(t *testing.T) {
 		t.Error("loading a truncated tokenizer.json succeeded")
 	}
 }
+
+// TestFormatCharacters: a right-to-left mark opening an Arabic question
+// (as in XQuAD-R) made sugarme/tokenizer panic.
+func TestFormatCharacters(t *testing.T) {
+	tk := trainXQuAD(t)
+	ids, _, err := tk.Encode("\u200fما هي قبيلة المرأة؟")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, _, _ := tk.Encode("ما هي قبيلة المرأة؟")
+	if strings.Join(tk.Tokens(ids), " ") != strings.Join(tk.Tokens(plain), " ") {
+		t.Fatalf("with the mark %v, without %v", tk.Tokens(ids), tk.Tokens(plain))
+	}
+}

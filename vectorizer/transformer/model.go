@@ -98,6 +98,9 @@ func (m *Model) layerNorm(prefix string, dim int64) layerNorm {
 	return layerNorm{w: m.param(prefix+".weight", dim), b: m.param(prefix+".bias", dim), dim: dim}
 }
 
+// Params returns the parameters by HuggingFace name, for an optimiser.
+func (m *Model) Params() map[string]*ts.Tensor { return m.params }
+
 // VarStore exposes the parameters to an optimiser.
 func (m *Model) VarStore() *nn.VarStore { return m.vs }
 

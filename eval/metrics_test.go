@@ -1,0 +1,47 @@
+package eval
+
+import (
+	"math"
+	"reflect"
+	"testing"
+)
+
+func near(a, b float64) bool { return math.Abs(a-b) < 1e-12 }
+
+// Hand-computed: relevant {1, 4} in ranking 3,1,0,4,2 sit at ranks 2 and 4.
+func TestHandComputed(t *testing.T) {
+	ranking := []int{3, 1, 0, 4, 2}
+	rel := map[int]bool{1: true, 4: true}
+	if ap := AveragePrecision(ranking, rel); !near(ap, (1.0/2+2.0/4)/2) {
+		t.Errorf("AP %g", ap)
+	}
+	if rr := ReciprocalRank(ranking, rel, 10); !near(rr, 0.5) {
+		t.Errorf("RR %g", rr)
+	}
+	if rr := ReciprocalRank(ranking, rel, 1); rr != 0 {
+		t.Errorf("RR@1 %g", rr)
+	}
+	if r := Recall(ranking, rel, 3); !near(r, 0.5) {
+		t.Errorf("recall@3 %g", r)
+	}
+	want := (1/math.Log2(3) + 1/math.Log2(5)) / (1 + 1/math.Log2(3))
+	if n := NDCG(ranking, rel, 10); !near(n, want) {
+		t.Errorf("nDCG@10 %g, want %g", n, want)
+	}
+	// A relevant candidate missing from a cut ranking counts as a miss.
+	if ap := AveragePrecision([]int{1, 3}, rel); !near(ap, 0.5) {
+		t.Errorf("AP with a missing relevant %g", ap)
+	}
+	// Nothing relevant: every metric is 0.
+	for name, v := range map[string]float64{"AP": AveragePrecision(ranking, nil), "RR": ReciprocalRank(ranking, nil, 10), "R": Recall(ranking, nil, 10), "nDCG": NDCG(ranking, nil, 10)} {
+		if v != 0 {
+			t.Errorf("%s with nothing relevant = %g", name, v)
+		}
+	}
+}
+
+func TestRankTies(t *testing.T) {
+	if got := Rank([]float32{0.5, 0.9, 0.5, 0.1}); !reflect.DeepEqual(got, []int{1, 0, 2, 3}) {
+		t.Fatalf("Rank %v", got)
+	}
+}

@@ -1,0 +1,453 @@
+package trainer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/sugarme/gotch"
+
+	"github.com/xling-ir/xling/internal/safetensors"
+	"github.com/xling-ir/xling/internal/torchx"
+	"github.com/xling-ir/xling/vectorizer"
+	"github.com/xling-ir/xling/vectorizer/tokenize"
+	"github.com/xling-ir/xling/vectorizer/transformer"
+)
+
+// Config is one training run. It is saved as config.json in the run
+// directory; a resumed run must match it.
+type Config struct {
+	Mode          string  `json:"batch_mode"`
+	Alpha         float64 `json:"alpha"`
+	BatchSize     int     `json:"batch_size"`
+	Steps         int     `json:"steps"`
+	Accumulate    int     `json:"accumulate"` // batches per optimiser step
+	LR            float64 `json:"lr"`
+	WeightDecay   float64 `json:"weight_decay"`
+	Warmup        float64 `json:"warmup"` // share of steps with a rising learning rate
+	Clip          float64 `json:"clip"`   // global gradient norm; 0 disables
+	Temperature   float64 `json:"temperature"`
+	Symmetric     bool    `json:"symmetric"`
+	HardNegatives bool    `json:"hard_negatives"`
+	Seed          uint64  `json:"seed"`
+
+	// The starting model: a model directory, or from scratch a size with a
+	// tokenizer trained on the training text.
+	Init      string `json:"init,omitempty"`
+	Size      string `json:"size,omitempty"`
+	VocabSize int    `json:"vocab_size,omitempty"`
+	MaxLength int    `json:"max_length"`
+
+	CheckpointEvery int `json:"checkpoint_every"`
+	EvalEvery       int `json:"eval_every"`
+	LogEvery        int `json:"log_every"`
+	Threads         int `json:"-"`
+}
+
+// DefaultConfig holds the paper's settings where it gives them (AdamW,
+// weight decay 0.01, alpha 0.5) and small-scale CPU settings elsewhere.
+func DefaultConfig() Config {
+	return Config{Mode: ModeHybrid, Alpha: 0.5, BatchSize: 32, Steps: 1000, Accumulate: 1, LR: 3e-5, WeightDecay: 0.01,
+		Warmup: 0.1, Clip: 1.0, Temperature: 0.05, Symmetric: true, Seed: 1, Size: "small", VocabSize: 8000, MaxLength: 64,
+		CheckpointEvery: 200, EvalEvery: 200, LogEvery: 20}
+}
+
+// Run is a training run in a directory.
+type Run struct {
+	Dir    string
+	Config Config
+	Train  []Item
+	Valid  []Item
+	Logger *slog.Logger
+	// OnStep, if set, is called after every optimiser step (tests use it
+	// to interrupt a run).
+	OnStep func(step int, loss float64)
+}
+
+// StepLog is one line of train.jsonl.
+type StepLog struct {
+	Step         int     `json:"step"`
+	Loss         float64 `json:"loss"`
+	LR           float64 `json:"lr"`
+	GradNorm     float64 `json:"grad_norm"`
+	PairsPerSec  float64 `json:"pairs_per_second"`
+	MonoBatches  int     `json:"mono_batches"`
+	TotalBatches int     `json:"batches"`
+}
+
+// state.json of a checkpoint.
+type checkpointState struct {
+	Step    int             `json:"step"`
+	Loss    float64         `json:"loss"`
+	Sampler json.RawMessage `json:"sampler"`
+	Config  Config          `json:"config"`
+}
+
+// Result summarises a finished run.
+type Result struct {
+	Step     int
+	Loss     float64 // the last step's
+	ModelDir string  // the exported final model
+	BestDir  string  // the exported best model by validation, if evaluated
+	Best     *Evaluation
+}
+
+// Execute trains, resuming from the run directory's latest checkpoint if
+// there is one. Cancelling ctx stops at once, as a killed process would;
+// the next Execute resumes from the last checkpoint.
+func (r *Run) Execute(ctx context.Context) (Result, error) {
+	log := r.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg := r.Config
+	if cfg.Steps <= 0 || cfg.BatchSize < 2 || cfg.Accumulate < 1 || cfg.LR <= 0 || cfg.Temperature <= 0 {
+		return Result{}, fmt.Errorf("train: steps, batch size (>= 2), accumulation, learning rate and temperature must be positive")
+	}
+	if err := os.MkdirAll(r.Dir, 0o755); err != nil {
+		return Result{}, err
+	}
+	if err := r.checkConfig(); err != nil {
+		return Result{}, err
+	}
+	sampler, err := NewSampler(r.Train, SamplerConfig{Mode: cfg.Mode, Alpha: cfg.Alpha, BatchSize: cfg.BatchSize, Seed: cfg.Seed})
+	if err != nil {
+		return Result{}, err
+	}
+
+	runtime.LockOSThread() // libtorch's grad mode is per OS thread
+	defer runtime.UnlockOSThread()
+	if cfg.Threads > 0 {
+		torchx.SetThreads(cfg.Threads)
+	}
+	m, tok, opts, err := r.startingModel(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	defer m.Close()
+	opt := newAdamW(m.Names(), m.Params(), cfg.WeightDecay)
+	defer opt.close()
+
+	step, loss := 0, math.NaN()
+	if ck, ok := r.latestCheckpoint(); ok {
+		if step, loss, err = r.restore(ck, m, opt, sampler); err != nil {
+			return Result{}, fmt.Errorf("resume from %s: %w", ck, err)
+		}
+		log.Info("resumed", "checkpoint", ck, "step", step)
+	} else if err := r.export(filepath.Join(r.Dir, "init"), m, tok, opts); err != nil {
+		// The starting model, exported for the untrained baseline.
+		return Result{}, err
+	}
+
+	enc := &encoder{model: m, tok: tok, opts: opts, cache: map[string][]int64{}}
+	trainLog, err := os.OpenFile(filepath.Join(r.Dir, "train.jsonl"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return Result{}, err
+	}
+	defer trainLog.Close()
+
+	res := Result{}
+	start, startStep, pairs := time.Now(), step, 0
+	for step < cfg.Steps {
+		if err := ctx.Err(); err != nil {
+			return Result{}, err
+		}
+		// Dropout draws from libtorch's generator: seeding it per step makes
+		// a resumed run repeat an uninterrupted one exactly.
+		torchx.ManualSeed(int64(cfg.Seed*1_000_003 + uint64(step)))
+		total := 0.0
+		for k := 0; k < cfg.Accumulate; k++ {
+			batch := sampler.Next()
+			l, err := enc.lossBackward(batch, cfg, 1/float64(cfg.Accumulate))
+			if err != nil {
+				return Result{}, fmt.Errorf("step %d: %w", step+1, err)
+			}
+			total += l / float64(cfg.Accumulate)
+			pairs += len(batch)
+		}
+		lr := learningRate(cfg, step)
+		norm := opt.clipAndStep(lr, cfg.Clip)
+		step++
+		loss = total
+		if math.IsNaN(loss) || math.IsInf(loss, 0) {
+			return Result{}, fmt.Errorf("step %d: loss is %g: lower the learning rate", step, loss)
+		}
+		if r.OnStep != nil {
+			r.OnStep(step, loss)
+		}
+		if step%max(cfg.LogEvery, 1) == 0 || step == cfg.Steps {
+			elapsed := time.Since(start).Seconds()
+			rate := float64(pairs) / elapsed
+			eta := time.Duration(float64(cfg.Steps-step) / (float64(step-startStep) / elapsed) * float64(time.Second))
+			log.Info("training", "step", step, "of", cfg.Steps, "loss", fmt.Sprintf("%.4f", loss), "lr", fmt.Sprintf("%.2e", lr),
+				"pairs_per_s", fmt.Sprintf("%.1f", rate), "eta", eta.Round(time.Second))
+			b, _ := json.Marshal(StepLog{Step: step, Loss: loss, LR: lr, GradNorm: norm, PairsPerSec: rate, MonoBatches: sampler.Mono, TotalBatches: sampler.Batches})
+			trainLog.Write(append(b, '\n'))
+		}
+		if cfg.EvalEvery > 0 && len(r.Valid) > 0 && (step%cfg.EvalEvery == 0 || step == cfg.Steps) {
+			ev, err := evaluate(enc, r.Valid)
+			if err != nil {
+				return Result{}, err
+			}
+			ev.Step = step
+			if err := appendJSON(filepath.Join(r.Dir, "eval.jsonl"), ev); err != nil {
+				return Result{}, err
+			}
+			log.Info("validation", "step", step, "map_mono", fmt.Sprintf("%.4f", ev.Mono.MAP), "map_cross", fmt.Sprintf("%.4f", ev.Cross.MAP), "map_multi", fmt.Sprintf("%.4f", ev.Multi.MAP))
+			if best, _ := r.bestEvaluation(); best == nil || ev.Multi.MAP > best.Multi.MAP || best.Step == ev.Step {
+				if err := r.export(filepath.Join(r.Dir, "best"), m, tok, opts); err != nil {
+					return Result{}, err
+				}
+				if err := writeJSON(filepath.Join(r.Dir, "best", "evaluation.json"), ev); err != nil {
+					return Result{}, err
+				}
+			}
+		}
+		if (cfg.CheckpointEvery > 0 && step%cfg.CheckpointEvery == 0) || step == cfg.Steps {
+			if err := r.checkpoint(step, loss, m, opt, sampler); err != nil {
+				return Result{}, err
+			}
+		}
+	}
+	res.Step, res.Loss = step, loss
+	res.ModelDir = filepath.Join(r.Dir, "model")
+	if err := r.export(res.ModelDir, m, tok, opts); err != nil {
+		return Result{}, err
+	}
+	if best, err := r.bestEvaluation(); err == nil && best != nil {
+		res.Best, res.BestDir = best, filepath.Join(r.Dir, "best")
+	}
+	return res, nil
+}
+
+// learningRate warms up linearly over the warm-up share, then decays
+// linearly to zero.
+func learningRate(cfg Config, step int) float64 {
+	warm := int(cfg.Warmup * float64(cfg.Steps))
+	if step < warm {
+		return cfg.LR * float64(step+1) / float64(warm)
+	}
+	return cfg.LR * math.Max(0, float64(cfg.Steps-step)/float64(max(1, cfg.Steps-warm)))
+}
+
+// startingModel loads cfg.Init or builds a fresh model with a tokenizer
+// trained on the training text (saved in the run directory, so that a
+// resumed run uses the same one).
+func (r *Run) startingModel(ctx context.Context) (*transformer.Model, *tokenize.Tokenizer, vectorizer.Options, error) {
+	cfg := r.Config
+	opts := vectorizer.DefaultOptions()
+	opts.MaxSeqLength = cfg.MaxLength
+	opts.Languages = Languages(r.Train)
+	opts.Training = map[string]any{"batch_mode": cfg.Mode, "alpha": cfg.Alpha, "steps": cfg.Steps, "batch_size": cfg.BatchSize, "seed": cfg.Seed, "temperature": cfg.Temperature}
+	if cfg.Init != "" {
+		mc, err := transformer.ReadConfig(filepath.Join(cfg.Init, vectorizer.ConfigFile))
+		if err != nil {
+			return nil, nil, opts, err
+		}
+		tok, err := tokenize.Load(filepath.Join(cfg.Init, vectorizer.TokenizerFile), cfg.MaxLength)
+		if err != nil {
+			return nil, nil, opts, err
+		}
+		m, err := transformer.New(mc, gotch.CPU)
+		if err != nil {
+			return nil, nil, opts, err
+		}
+		if _, err := m.Load(filepath.Join(cfg.Init, vectorizer.WeightsFile)); err != nil {
+			m.Close()
+			return nil, nil, opts, err
+		}
+		return m, tok, opts, nil
+	}
+	tokPath := filepath.Join(r.Dir, vectorizer.TokenizerFile)
+	if _, err := os.Stat(tokPath); err != nil {
+		var text strings.Builder
+		for _, it := range r.Train {
+			text.WriteString(it.Query + "\n" + it.Passage + "\n")
+		}
+		b, err := tokenize.TrainWordPiece(ctx, strings.NewReader(text.String()), tokenize.TrainOptions{VocabSize: cfg.VocabSize})
+		if err != nil {
+			return nil, nil, opts, err
+		}
+		if err := os.WriteFile(tokPath, b, 0o644); err != nil {
+			return nil, nil, opts, err
+		}
+	}
+	tok, err := tokenize.Load(tokPath, cfg.MaxLength)
+	if err != nil {
+		return nil, nil, opts, err
+	}
+	mc, err := vectorizer.SizeConfig(cfg.Size, int64(tok.VocabSize()))
+	if err != nil {
+		return nil, nil, opts, err
+	}
+	mc.MaxPositionEmbeddings = int64(max(cfg.MaxLength, 64))
+	m, err := transformer.New(mc, gotch.CPU)
+	if err != nil {
+		return nil, nil, opts, err
+	}
+	m.Init(cfg.Seed)
+	return m, tok, opts, nil
+}
+
+func (r *Run) export(dir string, m *transformer.Model, tok *tokenize.Tokenizer, opts vectorizer.Options) error {
+	tmp := dir + ".tmp"
+	os.RemoveAll(tmp)
+	tj, err := tok.JSON()
+	if err != nil {
+		return err
+	}
+	if err := vectorizer.WriteDir(tmp, vectorizer.Files{Config: m.Config, Options: opts, Tokenizer: tj, Model: m}); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	return os.Rename(tmp, dir)
+}
+
+// checkConfig saves config.json, or checks that a resumed run's matches.
+func (r *Run) checkConfig() error {
+	path := filepath.Join(r.Dir, "config.json")
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return writeJSON(path, r.Config)
+	}
+	if err != nil {
+		return err
+	}
+	var saved Config
+	if err := json.Unmarshal(b, &saved); err != nil {
+		return fmt.Errorf("run directory %s: corrupt config.json: %w", r.Dir, err)
+	}
+	saved.Threads = r.Config.Threads
+	if saved != r.Config {
+		a, _ := json.Marshal(saved)
+		c, _ := json.Marshal(r.Config)
+		return fmt.Errorf("run directory %s holds a run with another configuration:\n  saved %s\n  now   %s\nuse a new --out or the same flags", r.Dir, a, c)
+	}
+	return nil
+}
+
+func (r *Run) checkpointDir() string { return filepath.Join(r.Dir, "checkpoints") }
+
+func (r *Run) latestCheckpoint() (string, bool) {
+	b, err := os.ReadFile(filepath.Join(r.checkpointDir(), "LATEST"))
+	if err != nil {
+		return "", false
+	}
+	return filepath.Join(r.checkpointDir(), strings.TrimSpace(string(b))), true
+}
+
+// checkpoint writes model, optimiser and sampler state to a new directory,
+// then points LATEST at it with an atomic rename.
+func (r *Run) checkpoint(step int, loss float64, m *transformer.Model, opt *adamW, s *Sampler) error {
+	name := fmt.Sprintf("step-%07d", step)
+	dir := filepath.Join(r.checkpointDir(), name)
+	tmp := dir + ".tmp"
+	os.RemoveAll(tmp)
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return err
+	}
+	if err := m.Save(filepath.Join(tmp, "model.safetensors")); err != nil {
+		return err
+	}
+	ot, err := opt.tensors()
+	if err != nil {
+		return err
+	}
+	if err := safetensors.WriteFile(filepath.Join(tmp, "optimizer.safetensors"), ot, nil); err != nil {
+		return err
+	}
+	sb, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	if err := writeJSON(filepath.Join(tmp, "state.json"), checkpointState{Step: step, Loss: loss, Sampler: sb, Config: r.Config}); err != nil {
+		return err
+	}
+	os.RemoveAll(dir)
+	if err := os.Rename(tmp, dir); err != nil {
+		return err
+	}
+	latest := filepath.Join(r.checkpointDir(), "LATEST")
+	if err := os.WriteFile(latest+".tmp", []byte(name+"\n"), 0o644); err != nil {
+		return err
+	}
+	if err := os.Rename(latest+".tmp", latest); err != nil {
+		return err
+	}
+	// Keep the last two checkpoints.
+	entries, _ := filepath.Glob(filepath.Join(r.checkpointDir(), "step-*"))
+	sort.Strings(entries)
+	for i := 0; i+2 < len(entries); i++ {
+		os.RemoveAll(entries[i])
+	}
+	return nil
+}
+
+func (r *Run) restore(dir string, m *transformer.Model, opt *adamW, s *Sampler) (int, float64, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "state.json"))
+	if err != nil {
+		return 0, 0, err
+	}
+	var st checkpointState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return 0, 0, fmt.Errorf("corrupt state.json: %w", err)
+	}
+	if st.Config != r.Config {
+		return 0, 0, errors.New("the checkpoint was written by a run with another configuration")
+	}
+	if _, err := m.Load(filepath.Join(dir, "model.safetensors")); err != nil {
+		return 0, 0, err
+	}
+	f, err := safetensors.ReadFile(filepath.Join(dir, "optimizer.safetensors"))
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := opt.load(f, st.Step); err != nil {
+		return 0, 0, err
+	}
+	if err := json.Unmarshal(st.Sampler, s); err != nil {
+		return 0, 0, err
+	}
+	return st.Step, st.Loss, nil
+}
+
+func (r *Run) bestEvaluation() (*Evaluation, error) {
+	b, err := os.ReadFile(filepath.Join(r.Dir, "best", "evaluation.json"))
+	if err != nil {
+		return nil, err
+	}
+	var ev Evaluation
+	return &ev, json.Unmarshal(b, &ev)
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path+".tmp", append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(path+".tmp", path)
+}
+
+func appendJSON(path string, v any) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	b, _ := json.Marshal(v)
+	_, err = f.Write(append(b, '\n'))
+	return errors.Join(err, f.Close())
+}
