@@ -47,6 +47,10 @@ type Dataset struct {
 // languageCode accepts the ISO 639-1 codes of the files' names.
 var languageCode = regexp.MustCompile(`^[a-z]{2,3}(-[a-z]+)?$`)
 
+// IsLanguageCode reports whether s looks like an ISO 639 code (en, zh,
+// pt-br, yue).
+func IsLanguageCode(s string) bool { return languageCode.MatchString(s) }
+
 // LoadLAReQA reads every <lang>.json of a LAReQA-layout directory, or only
 // the languages given.
 func LoadLAReQA(dir string, langs []string) (*Dataset, error) {

@@ -98,6 +98,9 @@ func ReadItems(path string) ([]Item, error) {
 		if it.Group == "" || it.Lang == "" || it.Query == "" || it.Passage == "" {
 			return nil, fmt.Errorf("read %s line %d: group, lang, query and passage are required", path, line)
 		}
+		if !qa.IsLanguageCode(it.Lang) {
+			return nil, fmt.Errorf("read %s line %d: %q is not a language code (want ISO 639, such as en or zh)", path, line, it.Lang)
+		}
 		out = append(out, it)
 	}
 	if err := sc.Err(); err != nil {

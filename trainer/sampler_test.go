@@ -3,6 +3,7 @@ package trainer
 import (
 	"encoding/json"
 	"math"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -153,5 +154,20 @@ func TestSplitByGroup(t *testing.T) {
 	}
 	if f := float64(len(valid)) / float64(len(items)); f < 0.07 || f > 0.13 {
 		t.Fatalf("validation share %.3f, want about 0.1", f)
+	}
+}
+
+func TestReadItemsRejectsBadLines(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "train.jsonl")
+	for body, want := range map[string]string{
+		`{"group":"g","lang":"english!","query":"q","passage":"p"}` + "\n": `"english!" is not a language code`,
+		`{"group":"g","lang":"en","query":"q"}` + "\n":                     "line 1: group, lang, query and passage are required",
+		"{\"group\":\n": "line 1",
+	} {
+		os.WriteFile(path, []byte(body), 0o644)
+		if _, err := ReadItems(path); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", body, err, want)
+		}
 	}
 }

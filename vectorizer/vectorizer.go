@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
@@ -150,6 +151,10 @@ func loadModel(dir string, cfg transformer.Config, log *slog.Logger) (*transform
 	return m, nil
 }
 
+// trimEvery spaces torchx.TrimMemory calls: often enough to keep a busy
+// server's memory flat, rarely enough to cost nothing measurable.
+const trimEvery = 2 * time.Second
+
 // worker runs every libtorch call on one locked OS thread: libtorch's grad
 // mode is per thread, and a goroutine may otherwise move between threads
 // mid-pass.
@@ -160,8 +165,13 @@ func (v *Vectorizer) worker(threads int) {
 	if threads > 0 {
 		torchx.SetThreads(threads)
 	}
+	var trimmed time.Time
 	for fn := range v.work {
 		fn()
+		if time.Since(trimmed) > trimEvery {
+			torchx.TrimMemory()
+			trimmed = time.Now()
+		}
 	}
 }
 

@@ -139,3 +139,29 @@ func Encode(ctx context.Context, w io.Writer, opts EncodeOptions) error {
 	fmt.Fprintf(w, "ratio %.3f\n", ours/theirs)
 	return nil
 }
+
+// Train measures xling's training throughput and PyTorch's for the same
+// model, batch and length. The last line is "ratio <xling/pytorch>".
+func Train(ctx context.Context, w io.Writer, opts EncodeOptions, step func(ctx context.Context, dir string, batch, seq, threads int, d time.Duration) (float64, error)) error {
+	dir, cleanup, err := ModelDir(ctx, opts.Model, opts.Size)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	if err := pytorchref.Available(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "model %s; batch %d pairs, %d tokens per text, %d thread(s); InfoNCE + backward + clip + AdamW\n", dir, opts.Batch, opts.Seq, opts.Threads)
+	ours, err := step(ctx, dir, opts.Batch, opts.Seq, opts.Threads, opts.Time)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "xling    %10.1f pairs/s\n", ours)
+	theirs, err := pytorchref.BenchTrain(ctx, dir, opts.Batch, opts.Seq, max(opts.Threads, 1), opts.Time.Seconds())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "pytorch  %10.1f pairs/s (python3-torch, same model and batch)\n", theirs)
+	fmt.Fprintf(w, "ratio %.3f\n", ours/theirs)
+	return nil
+}

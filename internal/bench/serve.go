@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -135,7 +136,9 @@ func Serve(ctx context.Context, w io.Writer, opts ServeOptions) error {
 				next = time.Now().Add(time.Minute)
 				rss := rssBytes()
 				peak = max(peak, rss)
-				fmt.Fprintf(w, "soak: RSS %d MiB\n", rss>>20)
+				var ms runtime.MemStats
+				runtime.ReadMemStats(&ms)
+				fmt.Fprintf(w, "soak: RSS %d MiB, Go heap in use %d MiB\n", rss>>20, ms.HeapInuse>>20)
 			}
 		})
 		if err != nil {

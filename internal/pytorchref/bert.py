@@ -178,7 +178,7 @@ def main():
     def step():
         q = enc.pool(enc(ids, mask, train=True), mask)
         p = enc.pool(enc(passages, mask, train=True), mask)
-        logits = q @ p.T / args.temperature
+        logits = q @ p.T / args.temperature  # 0.05, as the Go side
         loss = F.cross_entropy(logits, torch.arange(args.batch))
         opt.zero_grad()
         loss.backward()

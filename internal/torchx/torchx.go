@@ -5,6 +5,7 @@ package torchx
 /*
 #cgo LDFLAGS: -ldl
 #include <dlfcn.h>
+#include <malloc.h>
 #include <stdint.h>
 // Defined in gotch's libtch wrapper, which is linked into every binary that
 // imports gotch; gotch declares them in C but never binds them in Go.
@@ -35,6 +36,13 @@ import (
 
 	"github.com/sugarme/gotch/ts"
 )
+
+// TrimMemory returns freed heap memory to the system. libtorch allocates
+// each tensor with malloc; tensors of ever-changing shapes (a server's
+// batches) leave the heap fragmented and glibc's growing mmap threshold keeps
+// large blocks on it, so resident memory crept up by ~80 MB a minute under
+// load although nothing leaked. A trim every few seconds keeps it flat.
+func TrimMemory() { C.malloc_trim(0) }
 
 // Version reports the libtorch version the wrapper was compiled against.
 func Version() string { return C.GoString(C.xling_torch_version()) }
