@@ -203,14 +203,24 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 	return body, nil
 }
 
-func (s *Server) vectors(w http.ResponseWriter, r *http.Request) {
+// body answers 503 before the model is warm, and returns the request body
+// within the size limit; ok is false when it has answered.
+func (s *Server) body(w http.ResponseWriter, r *http.Request) (body []byte, ok bool) {
 	if !s.ready.Load() {
 		writeError(w, http.StatusServiceUnavailable, "model not loaded and warm yet")
-		return
+		return nil, false
 	}
 	body, err := s.readBody(w, r)
 	if err != nil {
 		s.fail(w, err)
+		return nil, false
+	}
+	return body, true
+}
+
+func (s *Server) vectors(w http.ResponseWriter, r *http.Request) {
+	body, ok := s.body(w, r)
+	if !ok {
 		return
 	}
 	req, err := decodeVectorsRequest(body, s.models[vectorizer.Passage].Dims())
@@ -237,13 +247,8 @@ func (s *Server) vectors(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) batch(w http.ResponseWriter, r *http.Request) {
-	if !s.ready.Load() {
-		writeError(w, http.StatusServiceUnavailable, "model not loaded and warm yet")
-		return
-	}
-	body, err := s.readBody(w, r)
-	if err != nil {
-		s.fail(w, err)
+	body, ok := s.body(w, r)
+	if !ok {
 		return
 	}
 	req, err := decodeBatchRequest(body, s.models[vectorizer.Passage].Dims(), s.opts.MaxBatchTexts)

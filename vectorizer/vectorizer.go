@@ -10,7 +10,6 @@ import (
 	"runtime"
 	"sort"
 	"sync"
-	"time"
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
@@ -151,10 +150,6 @@ func loadModel(dir string, cfg transformer.Config, log *slog.Logger) (*transform
 	return m, nil
 }
 
-// trimEvery spaces torchx.TrimMemory calls: often enough to keep a busy
-// server's memory flat, rarely enough to cost nothing measurable.
-const trimEvery = 2 * time.Second
-
 // worker runs every libtorch call on one locked OS thread: libtorch's grad
 // mode is per thread, and a goroutine may otherwise move between threads
 // mid-pass.
@@ -165,13 +160,9 @@ func (v *Vectorizer) worker(threads int) {
 	if threads > 0 {
 		torchx.SetThreads(threads)
 	}
-	var trimmed time.Time
+	torchx.FixMmapThreshold()
 	for fn := range v.work {
 		fn()
-		if time.Since(trimmed) > trimEvery {
-			torchx.TrimMemory()
-			trimmed = time.Now()
-		}
 	}
 }
 

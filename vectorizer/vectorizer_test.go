@@ -9,12 +9,12 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/sugarme/gotch"
 
+	"github.com/xling-ir/xling/internal/procmem"
 	"github.com/xling-ir/xling/internal/pytorchref"
 	"github.com/xling-ir/xling/internal/safetensors"
 	"github.com/xling-ir/xling/vectorizer"
@@ -236,12 +236,11 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 }
 
 func rssBytes(t *testing.T) int64 {
-	b, err := os.ReadFile("/proc/self/statm")
+	n, err := procmem.RSS()
 	if err != nil {
-		t.Skip("no /proc/self/statm")
+		t.Skip(err)
 	}
-	pages, _ := strconv.ParseInt(strings.Fields(string(b))[1], 10, 64)
-	return pages * int64(os.Getpagesize())
+	return n
 }
 
 // TestMemoryFlat encodes 100,000 texts and checks that resident memory

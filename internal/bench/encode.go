@@ -129,14 +129,21 @@ func Encode(ctx context.Context, w io.Writer, opts EncodeOptions) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "xling    %10.1f sentences/s\n", ours)
+	return compare(w, "sentences/s", ours, func() (float64, error) {
+		return pytorchref.BenchEncode(ctx, dir, opts.Batch, opts.Seq, max(opts.Threads, 1), opts.Time.Seconds())
+	})
+}
 
-	theirs, err := pytorchref.BenchEncode(ctx, dir, opts.Batch, opts.Seq, max(opts.Threads, 1), opts.Time.Seconds())
+// compare prints xling's rate, measures and prints PyTorch's, and ends with
+// the ratio line.
+func compare(w io.Writer, unit string, ours float64, theirs func() (float64, error)) error {
+	fmt.Fprintf(w, "xling    %10.1f %s\n", ours, unit)
+	t, err := theirs()
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "pytorch  %10.1f sentences/s (python3-torch, same model and batch)\n", theirs)
-	fmt.Fprintf(w, "ratio %.3f\n", ours/theirs)
+	fmt.Fprintf(w, "pytorch  %10.1f %s (python3-torch, same model and batch)\n", t, unit)
+	fmt.Fprintf(w, "ratio %.3f\n", ours/t)
 	return nil
 }
 
@@ -156,12 +163,7 @@ func Train(ctx context.Context, w io.Writer, opts EncodeOptions, step func(ctx c
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "xling    %10.1f pairs/s\n", ours)
-	theirs, err := pytorchref.BenchTrain(ctx, dir, opts.Batch, opts.Seq, max(opts.Threads, 1), opts.Time.Seconds())
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "pytorch  %10.1f pairs/s (python3-torch, same model and batch)\n", theirs)
-	fmt.Fprintf(w, "ratio %.3f\n", ours/theirs)
-	return nil
+	return compare(w, "pairs/s", ours, func() (float64, error) {
+		return pytorchref.BenchTrain(ctx, dir, opts.Batch, opts.Seq, max(opts.Threads, 1), opts.Time.Seconds())
+	})
 }

@@ -8,15 +8,13 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"runtime"
 	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/xling-ir/xling/internal/procmem"
 	"github.com/xling-ir/xling/internal/shareddata"
 	"github.com/xling-ir/xling/sidecar"
 	"github.com/xling-ir/xling/vectorizer"
@@ -129,13 +127,16 @@ func Serve(ctx context.Context, w io.Writer, opts ServeOptions) error {
 
 	if opts.Soak > 0 {
 		start := rssBytes()
-		peak := start
+		peak, warm := start, int64(0)
 		next := time.Now().Add(time.Minute)
 		r, err := run(batched, 32, opts.Soak, func() {
 			if time.Now().After(next) {
 				next = time.Now().Add(time.Minute)
 				rss := rssBytes()
 				peak = max(peak, rss)
+				if warm == 0 {
+					warm = rss // the allocator has reached its working set
+				}
 				var ms runtime.MemStats
 				runtime.ReadMemStats(&ms)
 				fmt.Fprintf(w, "soak: RSS %d MiB, Go heap in use %d MiB\n", rss>>20, ms.HeapInuse>>20)
@@ -145,8 +146,8 @@ func Serve(ctx context.Context, w io.Writer, opts ServeOptions) error {
 			return err
 		}
 		end := rssBytes()
-		fmt.Fprintf(w, "soak %s at concurrency 32: %.1f req/s, errors %d, RSS %d MiB -> %d MiB (%+.1f%%), peak %d MiB\n",
-			opts.Soak, r.PerSecond, r.Errors, start>>20, end>>20, 100*float64(end-start)/float64(start), peak>>20)
+		fmt.Fprintf(w, "soak %s at concurrency 32: %.1f req/s, errors %d, RSS %d MiB at start, %d MiB after a minute, %d MiB at the end (%+.1f%% since the first minute), peak %d MiB\n",
+			opts.Soak, r.PerSecond, r.Errors, start>>20, warm>>20, end>>20, 100*float64(end-warm)/float64(max(warm, 1)), peak>>20)
 	}
 	b, ok := results[32]
 	if !ok {
@@ -240,10 +241,6 @@ func benchTexts(kind string) ([]string, string, error) {
 }
 
 func rssBytes() int64 {
-	b, err := os.ReadFile("/proc/self/statm")
-	if err != nil {
-		return 0
-	}
-	pages, _ := strconv.ParseInt(strings.Fields(string(b))[1], 10, 64)
-	return pages * int64(os.Getpagesize())
+	n, _ := procmem.RSS()
+	return n
 }

@@ -73,21 +73,18 @@ func Encode(ctx context.Context, modelDir string, ids [][]int64) ([][]float32, e
 // BenchEncode measures the reference's inference throughput in sentences/s
 // for a batch of random ids of one length.
 func BenchEncode(ctx context.Context, modelDir string, batch, seq, threads int, seconds float64) (float64, error) {
-	var out struct {
-		SentencesPerSecond float64 `json:"sentences_per_second"`
-	}
-	err := run(ctx, nil, &out, "bench", "--model", modelDir, "--batch", strconv.Itoa(batch), "--seq", strconv.Itoa(seq),
-		"--threads", strconv.Itoa(threads), "--seconds", strconv.FormatFloat(seconds, 'f', -1, 64))
-	return out.SentencesPerSecond, err
+	return rate(ctx, "bench", "sentences_per_second", modelDir, batch, seq, threads, seconds)
 }
 
 // BenchTrain measures the reference's training throughput in pairs/s: an
 // InfoNCE step with AdamW over a batch of random query and passage ids.
 func BenchTrain(ctx context.Context, modelDir string, batch, seq, threads int, seconds float64) (float64, error) {
-	var out struct {
-		PairsPerSecond float64 `json:"pairs_per_second"`
-	}
-	err := run(ctx, nil, &out, "train", "--model", modelDir, "--batch", strconv.Itoa(batch), "--seq", strconv.Itoa(seq),
+	return rate(ctx, "train", "pairs_per_second", modelDir, batch, seq, threads, seconds)
+}
+
+func rate(ctx context.Context, mode, key, modelDir string, batch, seq, threads int, seconds float64) (float64, error) {
+	var out map[string]float64
+	err := run(ctx, nil, &out, mode, "--model", modelDir, "--batch", strconv.Itoa(batch), "--seq", strconv.Itoa(seq),
 		"--threads", strconv.Itoa(threads), "--seconds", strconv.FormatFloat(seconds, 'f', -1, 64))
-	return out.PairsPerSecond, err
+	return out[key], err
 }

@@ -1,24 +1,22 @@
 package torchx
 
 import (
-	"os"
 	"runtime"
 	"runtime/debug"
-	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
+
+	"github.com/xling-ir/xling/internal/procmem"
 )
 
 func rss(t *testing.T) int64 {
-	b, err := os.ReadFile("/proc/self/statm")
+	n, err := procmem.RSS()
 	if err != nil {
-		t.Skip("no /proc/self/statm")
+		t.Skip(err)
 	}
-	p, _ := strconv.ParseInt(strings.Fields(string(b))[1], 10, 64)
-	return p * int64(os.Getpagesize())
+	return n
 }
 
 // TestNoLeakPerOperation guards the adapter's fixes to gotch: before them a

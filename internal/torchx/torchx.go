@@ -37,12 +37,15 @@ import (
 	"github.com/sugarme/gotch/ts"
 )
 
-// TrimMemory returns freed heap memory to the system. libtorch allocates
-// each tensor with malloc; tensors of ever-changing shapes (a server's
-// batches) leave the heap fragmented and glibc's growing mmap threshold keeps
-// large blocks on it, so resident memory crept up by ~80 MB a minute under
-// load although nothing leaked. A trim every few seconds keeps it flat.
-func TrimMemory() { C.malloc_trim(0) }
+// FixMmapThreshold makes glibc serve every allocation of 128 KiB or more with
+// its own mapping, returned to the system when freed. libtorch allocates
+// each tensor with malloc, and by default glibc raises its mmap threshold
+// after such frees, so large tensors then come from the heap: under a
+// server's ever-changing batch shapes the heap fragmented and resident
+// memory grew by ~80 MB a minute (and kept growing with malloc_trim every
+// 2 s, or with the threshold fixed at 1 MiB) although nothing leaked. Fixed at
+// 128 KiB (glibc's starting value) it stayed flat.
+func FixMmapThreshold() { C.mallopt(C.M_MMAP_THRESHOLD, 128<<10) }
 
 // Version reports the libtorch version the wrapper was compiled against.
 func Version() string { return C.GoString(C.xling_torch_version()) }
