@@ -1,0 +1,109 @@
+package indexer
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xling-ir/xling/internal/localweaviate"
+	"github.com/xling-ir/xling/internal/shareddata"
+	"github.com/xling-ir/xling/internal/weaviatetest"
+	"github.com/xling-ir/xling/qa"
+	"github.com/xling-ir/xling/vectorizer"
+	"github.com/xling-ir/xling/vectorizer/vectorizertest"
+)
+
+func TestObjectIDDeterministic(t *testing.T) {
+	a, b := ObjectID("xquad-r", "de", "3/1"), ObjectID("xquad-r", "de", "3/1")
+	if a != b || a == ObjectID("xquad-r", "en", "3/1") || a == ObjectID("mlqa-r", "de", "3/1") {
+		t.Fatalf("ids %s %s", a, b)
+	}
+	if !strings.HasPrefix(string(a)[14:15], "5") {
+		t.Fatalf("%s is not a version-5 UUID", a)
+	}
+}
+
+// TestImportXQuADR imports every XQuAD-R candidate with a small model's
+// vectors into a real Weaviate, then imports again: the count must not move.
+func TestImportXQuADR(t *testing.T) {
+	dir, err := shareddata.Dir()
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	ds, err := qa.LoadLAReQA(filepath.Join(dir, "xquad-r"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs := Docs(ds, Sentence)
+	if len(docs) != 13014 {
+		t.Fatalf("%d candidates, want 13,014", len(docs))
+	}
+	v, err := vectorizer.Load(vectorizertest.Tiny(t), vectorizer.LoadOptions{BatchSize: 128})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	texts := make([]string, len(docs))
+	for i, d := range docs {
+		texts[i] = d.Text
+	}
+	start := time.Now()
+	vecs, err := v.Encode(context.Background(), texts, vectorizer.Passage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("encoded %d candidates in %s", len(vecs), time.Since(start).Round(time.Millisecond))
+
+	srv := weaviatetest.Start(t, localweaviate.Options{})
+	client, err := Connect(Connection{URL: srv.URL(), GRPC: srv.GRPCHost})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var progress bytes.Buffer
+	im := &Importer{Client: client, Class: "XquadR", Progress: &progress}
+	ctx := context.Background()
+	if err := im.EnsureCollection(ctx, Schema{Vectorizer: "none"}); err != nil {
+		t.Fatal(err)
+	}
+	for round := 1; round <= 2; round++ {
+		start := time.Now()
+		if err := im.Import(ctx, docs, vecs); err != nil {
+			t.Fatal(err)
+		}
+		n, err := im.Count(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("import round %d: %d objects in %s (%.0f objects/s)", round, n, time.Since(start).Round(time.Millisecond), float64(len(docs))/time.Since(start).Seconds())
+		if n != len(docs) {
+			t.Fatalf("after import round %d: %d objects, want %d", round, n, len(docs))
+		}
+	}
+	if !strings.Contains(progress.String(), "13014/13014 objects (100%)") {
+		t.Errorf("progress output lacks the final line: %q", progress.String()[max(0, progress.Len()-200):])
+	}
+}
+
+// TestWeaviateDown checks that an unreachable Weaviate is retried, then
+// reported with what was being imported.
+func TestWeaviateDown(t *testing.T) {
+	client, err := Connect(Connection{URL: "http://127.0.0.1:1", GRPC: "127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	im := &Importer{Client: client, Class: "Down", Retries: 3, Backoff: 10 * time.Millisecond}
+	err = im.Import(context.Background(), []Doc{{ID: ObjectID("d", "en", "1"), Text: "x", Lang: "en"}}, [][]float32{{1, 0}})
+	if err == nil || !strings.Contains(err.Error(), "import objects 0-0 of 1") || !strings.Contains(err.Error(), "after 3 attempts") {
+		t.Fatalf("import into a Weaviate that is down: %v", err)
+	}
+	if _, err := Connect(Connection{URL: "localhost:8080"}); err == nil {
+		t.Fatal("a URL without a scheme was accepted")
+	}
+}
