@@ -12,6 +12,9 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/xling-ir/xling/internal/localweaviate"
+	"github.com/xling-ir/xling/internal/shareddata"
+	"github.com/xling-ir/xling/internal/weaviatetest"
 	"github.com/xling-ir/xling/vectorizer/vectorizertest"
 )
 
@@ -93,4 +96,30 @@ func exitCode(err error) int {
 		return ee.ExitCode()
 	}
 	return 0
+}
+
+// TestIndexCommand loads two MLQA-R languages into a real Weaviate with
+// xling's own vectors, twice: the collection holds each candidate once.
+func TestIndexCommand(t *testing.T) {
+	dir, err := shareddata.Dir()
+	if err != nil {
+		t.Skip(err)
+	}
+	model := vectorizertest.Tiny(t)
+	srv := weaviatetest.Start(t, localweaviate.Options{})
+	args := []string{"index", "--dataset", filepath.Join(dir, "mlqa-r"), "--langs", "de,es", "--model", model,
+		"--weaviate", srv.URL(), "--grpc", srv.GRPCHost}
+	for round := 1; round <= 2; round++ {
+		_, stderr, err := xling(t, "", args...)
+		if err != nil {
+			t.Fatalf("round %d: %v\n%s", round, err, stderr)
+		}
+		// de 2,362 + es 1,787 candidates (../shared/data/README.md).
+		if !strings.Contains(stderr, "collection=MlqaR objects=4149 candidates=4149") {
+			t.Fatalf("round %d: %s", round, stderr)
+		}
+	}
+	if got := className("xquad-r"); got != "XquadR" {
+		t.Errorf("className(xquad-r) = %q", got)
+	}
 }

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"unicode"
+
+	"github.com/xling-ir/xling/indexer"
+	"github.com/xling-ir/xling/internal/cli"
+	"github.com/xling-ir/xling/qa"
+	"github.com/xling-ir/xling/vectorizer"
+)
+
+// className turns a dataset name (xquad-r) into a Weaviate class (XquadR).
+func className(name string) string {
+	var b strings.Builder
+	upper := true
+	for _, r := range name {
+		if !unicode.IsLetter(r) && !unicode.IsDigit(r) {
+			upper = true
+			continue
+		}
+		if upper {
+			r = unicode.ToUpper(r)
+		}
+		b.WriteRune(r)
+		upper = false
+	}
+	return b.String()
+}
+
+func runIndex(ctx context.Context, fs *flag.FlagSet, args []string) error {
+	dataset := fs.String("dataset", "", "LAReQA-layout directory (xquad-r, mlqa-r)")
+	langs := fs.String("langs", "", "comma-separated languages; empty means all")
+	url := fs.String("weaviate", cli.Env("XLING_WEAVIATE_URL", "http://localhost:8080"), "Weaviate REST URL (env XLING_WEAVIATE_URL)")
+	grpcHost := fs.String("grpc", cli.Env("XLING_WEAVIATE_GRPC", ""), "Weaviate gRPC host:port; empty means the REST host, port 50051 (env XLING_WEAVIATE_GRPC)")
+	apiKey := fs.String("api-key", cli.Env("XLING_WEAVIATE_API_KEY", ""), "API key of a secured Weaviate (env XLING_WEAVIATE_API_KEY)")
+	class := fs.String("class", "", "collection name; empty means one derived from the dataset (XquadR)")
+	vectors := fs.String("vectors", "self", "self: xling computes vectors with --model and sends them; weaviate: Weaviate's text2vec-transformers module does")
+	model := fs.String("model", cli.Env("XLING_MODEL", ""), "model directory for --vectors self (env XLING_MODEL)")
+	candidate := fs.String("candidate", string(indexer.Sentence), "what is embedded: sentence or sentence+context")
+	index := fs.String("index", "flat", "vector index: flat (exact) or hnsw")
+	threads := fs.Int("threads", envInt("XLING_THREADS", 1), "libtorch threads (env XLING_THREADS)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *dataset == "" {
+		return fmt.Errorf("%w: --dataset is required", cli.ErrUsage)
+	}
+	mode := indexer.CandidateText(*candidate)
+	if mode != indexer.Sentence && mode != indexer.SentenceWithContext {
+		return fmt.Errorf("%w: --candidate %q (want sentence or sentence+context)", cli.ErrUsage, *candidate)
+	}
+	var keep []string
+	if *langs != "" {
+		keep = strings.Split(*langs, ",")
+	}
+	ds, err := qa.LoadLAReQA(*dataset, keep)
+	if err != nil {
+		return err
+	}
+	docs := indexer.Docs(ds, mode)
+	if *class == "" {
+		*class = className(ds.Name)
+	}
+	var vecs [][]float32
+	schema := indexer.Schema{Vectorizer: "none", Index: *index}
+	switch *vectors {
+	case "self":
+		if *model == "" {
+			return fmt.Errorf("%w: --vectors self needs --model", cli.ErrUsage)
+		}
+		v, err := vectorizer.Load(*model, vectorizer.LoadOptions{Threads: *threads, BatchSize: 64, Logger: logger()})
+		if err != nil {
+			return err
+		}
+		defer v.Close()
+		texts := make([]string, len(docs))
+		for i, d := range docs {
+			texts[i] = d.Text
+		}
+		logger().Info("encoding candidates", "count", len(texts), "model", *model)
+		if vecs, err = v.Encode(ctx, texts, vectorizer.Passage); err != nil {
+			return err
+		}
+	case "weaviate":
+		schema.Vectorizer = "text2vec-transformers"
+	default:
+		return fmt.Errorf("%w: --vectors %q (want self or weaviate)", cli.ErrUsage, *vectors)
+	}
+	client, err := indexer.Connect(indexer.Connection{URL: *url, GRPC: *grpcHost, APIKey: *apiKey})
+	if err != nil {
+		return err
+	}
+	im := &indexer.Importer{Client: client, Class: *class, Logger: logger(), Progress: os.Stderr}
+	if err := im.EnsureCollection(ctx, schema); err != nil {
+		return err
+	}
+	if err := im.Import(ctx, docs, vecs); err != nil {
+		return err
+	}
+	n, err := im.Count(ctx)
+	if err != nil {
+		return err
+	}
+	logger().Info("indexed", "collection", *class, "objects", n, "candidates", len(docs), "embedded", *candidate)
+	return nil
+}
