@@ -3,7 +3,6 @@ package indexer
 import (
 	"bytes"
 	"context"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -30,13 +29,7 @@ func TestObjectIDDeterministic(t *testing.T) {
 // TestImportXQuADR imports every XQuAD-R candidate with a small model's
 // vectors into a real Weaviate, then imports again: the count must not move.
 func TestImportXQuADR(t *testing.T) {
-	dir, err := shareddata.Dir()
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
+	dir := shareddata.ForTest(t)
 	ds, err := qa.LoadLAReQA(filepath.Join(dir, "xquad-r"), nil)
 	if err != nil {
 		t.Fatal(err)

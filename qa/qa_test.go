@@ -9,17 +9,7 @@ import (
 	"github.com/xling-ir/xling/internal/shareddata"
 )
 
-func data(t *testing.T) string {
-	t.Helper()
-	dir, err := shareddata.Dir()
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	return dir
-}
+func data(t *testing.T) string { return shareddata.ForTest(t) }
 
 func perLanguage(ds *Dataset) (questions, candidates map[string]int) {
 	questions, candidates = map[string]int{}, map[string]int{}

@@ -93,10 +93,7 @@ func TestWithWeaviate(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	dir, err := shareddata.Dir()
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir := shareddata.ForTest(t)
 	all, err := shareddata.Sentences(filepath.Join(dir, "xquad-r"))
 	if err != nil {
 		t.Fatal(err)

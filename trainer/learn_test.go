@@ -19,7 +19,7 @@ func TestLearningIsReal(t *testing.T) {
 		t.Skip("minutes of CPU")
 	}
 	items := xquadItems(t)
-	dir, _ := shareddata.Dir()
+	dir := shareddata.ForTest(t)
 	mlqa, err := qa.LoadLAReQA(filepath.Join(dir, "mlqa-r"), nil)
 	if err != nil {
 		t.Fatal(err)

@@ -15,10 +15,7 @@ import (
 
 func xquadItems(t testing.TB) []Item {
 	t.Helper()
-	dir, err := shareddata.Dir()
-	if err != nil {
-		t.Skip(err)
-	}
+	dir := shareddata.ForTest(t)
 	ds, err := qa.LoadLAReQA(filepath.Join(dir, "xquad-r"), nil)
 	if err != nil {
 		t.Fatal(err)

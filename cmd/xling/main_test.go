@@ -101,10 +101,7 @@ func exitCode(err error) int {
 // TestIndexCommand loads two MLQA-R languages into a real Weaviate with
 // xling's own vectors, twice: the collection holds each candidate once.
 func TestIndexCommand(t *testing.T) {
-	dir, err := shareddata.Dir()
-	if err != nil {
-		t.Skip(err)
-	}
+	dir := shareddata.ForTest(t)
 	model := vectorizertest.Tiny(t)
 	srv := weaviatetest.Start(t, localweaviate.Options{})
 	args := []string{"index", "--dataset", filepath.Join(dir, "mlqa-r"), "--langs", "de,es", "--model", model,

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"testing"
 )
 
 // Env names the variable that points at the data directory.
@@ -99,4 +100,19 @@ func eachParagraph(datasetDir string, fn func(paragraph)) error {
 		}
 	}
 	return nil
+}
+
+// ForTest returns the data directory for a test. Without it the test is
+// skipped, except under CI=true, where that is a failure: CI must not pass
+// by skipping the tests on real data.
+func ForTest(t testing.TB) string {
+	t.Helper()
+	dir, err := Dir()
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	return dir
 }

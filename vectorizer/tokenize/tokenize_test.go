@@ -9,20 +9,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/xling-ir/xling/internal/shareddata"
 )
 
-// sharedData is ../shared/data beside the repository.
-func sharedData(t testing.TB) string {
-	t.Helper()
-	dir, _ := filepath.Abs(filepath.Join("..", "..", "..", "shared", "data"))
-	if _, err := os.Stat(dir); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("shared data missing: %v", err)
-		}
-		t.Skipf("shared data missing: %v", err)
-	}
-	return dir
-}
+func sharedData(t testing.TB) string { return shareddata.ForTest(t) }
 
 // xquadSentences returns every candidate sentence of XQuAD-R, all languages.
 func xquadSentences(t testing.TB) []string {
@@ -75,8 +66,9 @@ var (
 // trainXQuAD trains an 8,000-piece vocabulary on XQuAD-R once per test binary.
 func trainXQuAD(t testing.TB) *Tokenizer {
 	t.Helper()
+	sentences := xquadSentences(t) // skips or fails before the Once, never inside it
 	trainedOnce.Do(func() {
-		text := strings.Join(xquadSentences(t), "\n")
+		text := strings.Join(sentences, "\n")
 		trained, trainErr = TrainWordPiece(context.Background(), strings.NewReader(text), TrainOptions{VocabSize: 8000})
 	})
 	if trainErr != nil {

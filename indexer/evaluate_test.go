@@ -1,0 +1,108 @@
+package indexer
+
+import (
+	"context"
+	"math"
+	"path/filepath"
+	"testing"
+
+	"github.com/xling-ir/xling/eval"
+	"github.com/xling-ir/xling/internal/localweaviate"
+	"github.com/xling-ir/xling/internal/shareddata"
+	"github.com/xling-ir/xling/internal/weaviatetest"
+	"github.com/xling-ir/xling/qa"
+	"github.com/xling-ir/xling/vectorizer"
+	"github.com/xling-ir/xling/vectorizer/vectorizertest"
+)
+
+// TestEvaluateInWeaviate evaluates MLQA-R (de, es) inside a real Weaviate
+// and checks the dense numbers against the same rankings computed exactly in
+// Go from the same vectors, and that BM25 is far above chance.
+func TestEvaluateInWeaviate(t *testing.T) {
+	dir := shareddata.ForTest(t)
+	ds, err := qa.LoadLAReQA(filepath.Join(dir, "mlqa-r"), []string{"de", "es"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := vectorizer.Load(vectorizertest.Tiny(t), vectorizer.LoadOptions{BatchSize: 128})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	docs := Docs(ds, Sentence)
+	texts := make([]string, len(docs))
+	for i, d := range docs {
+		texts[i] = d.Text
+	}
+	ctx := context.Background()
+	cvecs, err := v.Encode(ctx, texts, vectorizer.Passage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	questions := make([]string, len(ds.Questions))
+	for i, q := range ds.Questions {
+		questions[i] = q.Text
+	}
+	qvecs, err := v.Encode(ctx, questions, vectorizer.Query)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	srv := weaviatetest.Start(t, localweaviate.Options{})
+	client, err := Connect(Connection{URL: srv.URL(), GRPC: srv.GRPCHost})
+	if err != nil {
+		t.Fatal(err)
+	}
+	im := &Importer{Client: client, Class: "MlqaR"}
+	if err := im.EnsureCollection(ctx, Schema{Vectorizer: "none"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := im.Import(ctx, docs, cvecs); err != nil {
+		t.Fatal(err)
+	}
+	ev := &Evaluator{Client: client, Class: "MlqaR", Depth: 100}
+	dense, runs, err := ev.Evaluate(ctx, ds, Dense, qvecs)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The same rankings, exactly, in Go.
+	exact := make([]Run, len(runs))
+	for i, r := range runs {
+		scores := make([]float32, len(cvecs))
+		for c, cv := range cvecs {
+			if r.Target != "all" && ds.Candidates[c].Lang != r.Target {
+				scores[c] = -2 // outside the filtered pool
+				continue
+			}
+			var dot float32
+			for d := range cv {
+				dot += cv[d] * qvecs[r.Question][d]
+			}
+			scores[c] = dot
+		}
+		exact[i] = r
+		exact[i].Ranking = eval.Rank(scores)[:100]
+	}
+	want := Score(ds, exact, Dense, 100)
+	t.Logf("dense in Weaviate: mono %.4f cross %.4f multi %.4f, bias %.1f; exact in Go: mono %.4f cross %.4f multi %.4f",
+		dense.Mono.MAP, dense.Cross.MAP, dense.Multi.MAP, dense.LanguageBias, want.Mono.MAP, want.Cross.MAP, want.Multi.MAP)
+	for name, pair := range map[string][2]float64{"mono": {dense.Mono.MAP, want.Mono.MAP}, "cross": {dense.Cross.MAP, want.Cross.MAP}, "multi": {dense.Multi.MAP, want.Multi.MAP}} {
+		if math.Abs(pair[0]-pair[1]) > 1e-3 {
+			t.Errorf("%s mAP in Weaviate %.5f, exact %.5f", name, pair[0], pair[1])
+		}
+	}
+	if dense.Mono.Averaged != 2 || dense.Cross.Averaged != 2 || dense.Multi.Averaged != 2 {
+		t.Errorf("averaged over %d mono pairs, %d cross pairs, %d query languages; want 2, 2, 2", dense.Mono.Averaged, dense.Cross.Averaged, dense.Multi.Averaged)
+	}
+
+	bm25, _, err := ev.Evaluate(ctx, ds, BM25, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Chance is about 1/2,000 in a pool of that size.
+	t.Logf("bm25: mono %.4f cross %.4f multi %.4f; top-10 shares %v", bm25.Mono.MAP, bm25.Cross.MAP, bm25.Multi.MAP, bm25.Top10Share)
+	if bm25.Mono.MAP < 0.1 {
+		t.Errorf("BM25 monolingual mAP %.4f is not clearly above chance", bm25.Mono.MAP)
+	}
+}
