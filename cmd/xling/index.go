@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"unicode"
 
@@ -107,5 +110,88 @@ func runIndex(ctx context.Context, fs *flag.FlagSet, args []string) error {
 		return err
 	}
 	logger().Info("indexed", "collection", *class, "objects", n, "candidates", len(docs), "embedded", *candidate)
+	return nil
+}
+
+// runEval evaluates a collection made by `xling index`: dense retrieval
+// with --model's query vectors, and Weaviate's BM25 on the same collection.
+func runEval(ctx context.Context, fs *flag.FlagSet, args []string) error {
+	dataset := fs.String("dataset", "", "the LAReQA-layout directory that was indexed")
+	langs := fs.String("langs", "", "comma-separated languages (as indexed); empty means all")
+	url := fs.String("weaviate", cli.Env("XLING_WEAVIATE_URL", "http://localhost:8080"), "Weaviate REST URL (env XLING_WEAVIATE_URL)")
+	grpcHost := fs.String("grpc", cli.Env("XLING_WEAVIATE_GRPC", ""), "Weaviate gRPC host:port (env XLING_WEAVIATE_GRPC)")
+	apiKey := fs.String("api-key", cli.Env("XLING_WEAVIATE_API_KEY", ""), "API key (env XLING_WEAVIATE_API_KEY)")
+	class := fs.String("class", "", "collection; empty means the one xling index derives")
+	model := fs.String("model", cli.Env("XLING_MODEL", ""), "model directory for query vectors; empty evaluates BM25 only (env XLING_MODEL)")
+	bm25 := fs.Bool("bm25", true, "also evaluate Weaviate's BM25 as a baseline")
+	depth := fs.Int("depth", 100, "results per query; mAP and recall are cut there")
+	concurrency := fs.Int("concurrency", 8, "queries in flight")
+	out := fs.String("out", "eval", "directory for report.json, report.md and TREC run/qrels files")
+	threads := fs.Int("threads", envInt("XLING_THREADS", 1), "libtorch threads (env XLING_THREADS)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *dataset == "" || (*model == "" && !*bm25) {
+		return fmt.Errorf("%w: --dataset, and --model or --bm25, are required", cli.ErrUsage)
+	}
+	var keep []string
+	if *langs != "" {
+		keep = strings.Split(*langs, ",")
+	}
+	ds, err := qa.LoadLAReQA(*dataset, keep)
+	if err != nil {
+		return err
+	}
+	if *class == "" {
+		*class = className(ds.Name)
+	}
+	client, err := indexer.Connect(indexer.Connection{URL: *url, GRPC: *grpcHost, APIKey: *apiKey})
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return err
+	}
+	ev := &indexer.Evaluator{Client: client, Class: *class, Depth: *depth, Concurrency: *concurrency}
+	var reports []*indexer.Report
+	evaluate := func(method indexer.Method, vecs [][]float32) error {
+		logger().Info("evaluating in weaviate", "method", method, "questions", len(ds.Questions), "collection", *class)
+		rep, runs, err := ev.Evaluate(ctx, ds, method, vecs)
+		if err != nil {
+			return err
+		}
+		reports = append(reports, rep)
+		name := string(method)
+		return indexer.WriteTREC(filepath.Join(*out, name+".run"), filepath.Join(*out, name+".qrels"), ds, runs, name)
+	}
+	if *model != "" {
+		v, err := vectorizer.Load(*model, vectorizer.LoadOptions{Threads: *threads, BatchSize: 64, Logger: logger()})
+		if err != nil {
+			return err
+		}
+		questions := make([]string, len(ds.Questions))
+		for i, q := range ds.Questions {
+			questions[i] = q.Text
+		}
+		vecs, err := v.Encode(ctx, questions, vectorizer.Query)
+		v.Close()
+		if err != nil {
+			return err
+		}
+		if err := evaluate(indexer.Dense, vecs); err != nil {
+			return err
+		}
+	}
+	if *bm25 {
+		if err := evaluate(indexer.BM25, nil); err != nil {
+			return err
+		}
+	}
+	b, _ := json.MarshalIndent(reports, "", "  ")
+	md := indexer.Markdown(reports)
+	if err := errors.Join(os.WriteFile(filepath.Join(*out, "report.json"), b, 0o644), os.WriteFile(filepath.Join(*out, "report.md"), []byte(md), 0o644)); err != nil {
+		return err
+	}
+	fmt.Print(md)
 	return nil
 }

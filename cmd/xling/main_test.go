@@ -116,6 +116,20 @@ func TestIndexCommand(t *testing.T) {
 			t.Fatalf("round %d: %s", round, stderr)
 		}
 	}
+	out := t.TempDir()
+	stdout, stderr, err := xling(t, "", "eval", "--dataset", filepath.Join(dir, "mlqa-r"), "--langs", "de,es", "--model", model,
+		"--weaviate", srv.URL(), "--grpc", srv.GRPCHost, "--out", out, "--depth", "20")
+	if err != nil {
+		t.Fatalf("xling eval: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(stdout, "| mlqa-r | dense |") || !strings.Contains(stdout, "| mlqa-r | bm25 |") {
+		t.Fatalf("eval table:\n%s", stdout)
+	}
+	for _, f := range []string{"report.json", "report.md", "dense.run", "dense.qrels", "bm25.run", "bm25.qrels"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Errorf("xling eval wrote no %s", f)
+		}
+	}
 	if got := className("xquad-r"); got != "XquadR" {
 		t.Errorf("className(xquad-r) = %q", got)
 	}

@@ -1,0 +1,89 @@
+package indexer
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/xling-ir/xling/qa"
+)
+
+// docID names a candidate in TREC files: language/paragraph/sentence.
+func docID(c qa.Candidate) string { return fmt.Sprintf("%s/%d/%d", c.Lang, c.Para, c.Sent) }
+
+// queryID names one run in TREC files: id/language/setting/target.
+func queryID(ds *qa.Dataset, r Run) string {
+	q := ds.Questions[r.Question]
+	return fmt.Sprintf("%s/%s/%s/%s", q.ID, q.Lang, r.Setting, r.Target)
+}
+
+// WriteTREC writes the runs as a TREC run file and the matching qrels, so
+// that trec_eval or ir_measures can recompute every number (use the
+// depth-cut measures: runs hold Depth results).
+func WriteTREC(runPath, qrelsPath string, ds *qa.Dataset, runs []Run, name string) error {
+	rel := relevance(ds)
+	return errors.Join(
+		writeLines(runPath, func(w io.Writer) {
+			for _, r := range runs {
+				qid := queryID(ds, r)
+				for i, key := range r.Ranking {
+					score := 0.0
+					if i < len(r.Scores) {
+						score = r.Scores[i]
+					}
+					fmt.Fprintf(w, "%s Q0 %s %d %.6f %s\n", qid, docID(ds.Candidates[key]), i+1, score, name)
+				}
+			}
+		}),
+		writeLines(qrelsPath, func(w io.Writer) {
+			for _, r := range runs {
+				qid := queryID(ds, r)
+				q := ds.Questions[r.Question]
+				langs := make([]string, 0, len(rel[q.ID]))
+				for lang := range rel[q.ID] {
+					if r.Setting == Multi || lang == r.Target {
+						langs = append(langs, lang)
+					}
+				}
+				sort.Strings(langs)
+				for _, lang := range langs {
+					fmt.Fprintf(w, "%s 0 %s 1\n", qid, docID(ds.Candidates[rel[q.ID][lang]]))
+				}
+			}
+		}))
+}
+
+func writeLines(path string, fn func(io.Writer)) error {
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	w := bufio.NewWriter(f)
+	fn(w)
+	if err := errors.Join(w.Flush(), f.Close()); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return os.Rename(tmp, path)
+}
+
+// Markdown renders reports as a table, one row per method.
+func Markdown(reports []*Report) string {
+	var b strings.Builder
+	if len(reports) == 0 {
+		return ""
+	}
+	d := reports[0].Depth
+	fmt.Fprintf(&b, "| dataset | method | mAP@%d mono | mAP@%d cross | mAP@%d multi | MRR@10 multi | nDCG@10 multi | Recall@%d multi | language bias |\n", d, d, d, d)
+	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range reports {
+		fmt.Fprintf(&b, "| %s | %s | %.4f | %.4f | %.4f | %.4f | %.4f | %.4f | %.1f |\n", r.Dataset, r.Method,
+			r.Mono.MAP, r.Cross.MAP, r.Multi.MAP, r.Multi.MRR10, r.Multi.NDCG10, r.Multi.Recall, r.LanguageBias)
+	}
+	fmt.Fprintf(&b, "\nmAP is averaged over all relevant candidates with each ranking cut at %d results, per language pair (mono, cross) or query language (multi), then macro-averaged. Language bias: spread of the ranks of a question's parallel relevant candidates in the multilingual pool (lower is better; candidates beyond %d count at %d).\n", d, d, d+1)
+	return b.String()
+}
