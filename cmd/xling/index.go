@@ -11,6 +11,8 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/weaviate/weaviate-go-client/v4/weaviate"
+
 	"github.com/xling-ir/xling/indexer"
 	"github.com/xling-ir/xling/internal/cli"
 	"github.com/xling-ir/xling/qa"
@@ -35,13 +37,46 @@ func className(name string) string {
 	return b.String()
 }
 
+// collectionFlags are what index and eval share: the dataset and the
+// Weaviate collection that holds it.
+type collectionFlags struct {
+	dataset, langs, url, grpc, apiKey, class *string
+}
+
+func addCollectionFlags(fs *flag.FlagSet) collectionFlags {
+	return collectionFlags{
+		dataset: fs.String("dataset", "", "LAReQA-layout directory (xquad-r, mlqa-r)"),
+		langs:   fs.String("langs", "", "comma-separated languages; empty means all"),
+		url:     fs.String("weaviate", cli.Env("XLING_WEAVIATE_URL", "http://localhost:8080"), "Weaviate REST URL (env XLING_WEAVIATE_URL)"),
+		grpc:    fs.String("grpc", cli.Env("XLING_WEAVIATE_GRPC", ""), "Weaviate gRPC host:port; empty means the REST host, port 50051 (env XLING_WEAVIATE_GRPC)"),
+		apiKey:  fs.String("api-key", cli.Env("XLING_WEAVIATE_API_KEY", ""), "API key of a secured Weaviate (env XLING_WEAVIATE_API_KEY)"),
+		class:   fs.String("class", "", "collection name; empty means one derived from the dataset (xquad-r: XquadR)"),
+	}
+}
+
+// open loads the dataset and connects to Weaviate.
+func (c collectionFlags) open() (*qa.Dataset, *weaviate.Client, string, error) {
+	if *c.dataset == "" {
+		return nil, nil, "", fmt.Errorf("%w: --dataset is required", cli.ErrUsage)
+	}
+	var keep []string
+	if *c.langs != "" {
+		keep = strings.Split(*c.langs, ",")
+	}
+	ds, err := qa.LoadLAReQA(*c.dataset, keep)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	class := *c.class
+	if class == "" {
+		class = className(ds.Name)
+	}
+	client, err := indexer.Connect(indexer.Connection{URL: *c.url, GRPC: *c.grpc, APIKey: *c.apiKey})
+	return ds, client, class, err
+}
+
 func runIndex(ctx context.Context, fs *flag.FlagSet, args []string) error {
-	dataset := fs.String("dataset", "", "LAReQA-layout directory (xquad-r, mlqa-r)")
-	langs := fs.String("langs", "", "comma-separated languages; empty means all")
-	url := fs.String("weaviate", cli.Env("XLING_WEAVIATE_URL", "http://localhost:8080"), "Weaviate REST URL (env XLING_WEAVIATE_URL)")
-	grpcHost := fs.String("grpc", cli.Env("XLING_WEAVIATE_GRPC", ""), "Weaviate gRPC host:port; empty means the REST host, port 50051 (env XLING_WEAVIATE_GRPC)")
-	apiKey := fs.String("api-key", cli.Env("XLING_WEAVIATE_API_KEY", ""), "API key of a secured Weaviate (env XLING_WEAVIATE_API_KEY)")
-	class := fs.String("class", "", "collection name; empty means one derived from the dataset (XquadR)")
+	coll := addCollectionFlags(fs)
 	vectors := fs.String("vectors", "self", "self: xling computes vectors with --model and sends them; weaviate: Weaviate's text2vec-transformers module does")
 	model := fs.String("model", cli.Env("XLING_MODEL", ""), "model directory for --vectors self (env XLING_MODEL)")
 	candidate := fs.String("candidate", string(indexer.Sentence), "what is embedded: sentence or sentence+context")
@@ -50,25 +85,15 @@ func runIndex(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *dataset == "" {
-		return fmt.Errorf("%w: --dataset is required", cli.ErrUsage)
-	}
 	mode := indexer.CandidateText(*candidate)
 	if mode != indexer.Sentence && mode != indexer.SentenceWithContext {
 		return fmt.Errorf("%w: --candidate %q (want sentence or sentence+context)", cli.ErrUsage, *candidate)
 	}
-	var keep []string
-	if *langs != "" {
-		keep = strings.Split(*langs, ",")
-	}
-	ds, err := qa.LoadLAReQA(*dataset, keep)
+	ds, client, class, err := coll.open()
 	if err != nil {
 		return err
 	}
 	docs := indexer.Docs(ds, mode)
-	if *class == "" {
-		*class = className(ds.Name)
-	}
 	var vecs [][]float32
 	schema := indexer.Schema{Vectorizer: "none", Index: *index}
 	switch *vectors {
@@ -94,11 +119,7 @@ func runIndex(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	default:
 		return fmt.Errorf("%w: --vectors %q (want self or weaviate)", cli.ErrUsage, *vectors)
 	}
-	client, err := indexer.Connect(indexer.Connection{URL: *url, GRPC: *grpcHost, APIKey: *apiKey})
-	if err != nil {
-		return err
-	}
-	im := &indexer.Importer{Client: client, Class: *class, Logger: logger(), Progress: os.Stderr}
+	im := &indexer.Importer{Client: client, Class: class, Logger: logger(), Progress: os.Stderr}
 	if err := im.EnsureCollection(ctx, schema); err != nil {
 		return err
 	}
@@ -109,19 +130,14 @@ func runIndex(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	if err != nil {
 		return err
 	}
-	logger().Info("indexed", "collection", *class, "objects", n, "candidates", len(docs), "embedded", *candidate)
+	logger().Info("indexed", "collection", class, "objects", n, "candidates", len(docs), "embedded", *candidate)
 	return nil
 }
 
 // runEval evaluates a collection made by `xling index`: dense retrieval
 // with --model's query vectors, and Weaviate's BM25 on the same collection.
 func runEval(ctx context.Context, fs *flag.FlagSet, args []string) error {
-	dataset := fs.String("dataset", "", "the LAReQA-layout directory that was indexed")
-	langs := fs.String("langs", "", "comma-separated languages (as indexed); empty means all")
-	url := fs.String("weaviate", cli.Env("XLING_WEAVIATE_URL", "http://localhost:8080"), "Weaviate REST URL (env XLING_WEAVIATE_URL)")
-	grpcHost := fs.String("grpc", cli.Env("XLING_WEAVIATE_GRPC", ""), "Weaviate gRPC host:port (env XLING_WEAVIATE_GRPC)")
-	apiKey := fs.String("api-key", cli.Env("XLING_WEAVIATE_API_KEY", ""), "API key (env XLING_WEAVIATE_API_KEY)")
-	class := fs.String("class", "", "collection; empty means the one xling index derives")
+	coll := addCollectionFlags(fs)
 	model := fs.String("model", cli.Env("XLING_MODEL", ""), "model directory for query vectors; empty evaluates BM25 only (env XLING_MODEL)")
 	bm25 := fs.Bool("bm25", true, "also evaluate Weaviate's BM25 as a baseline")
 	depth := fs.Int("depth", 100, "results per query; mAP and recall are cut there")
@@ -131,31 +147,20 @@ func runEval(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *dataset == "" || (*model == "" && !*bm25) {
-		return fmt.Errorf("%w: --dataset, and --model or --bm25, are required", cli.ErrUsage)
+	if *model == "" && !*bm25 {
+		return fmt.Errorf("%w: give --model, --bm25, or both", cli.ErrUsage)
 	}
-	var keep []string
-	if *langs != "" {
-		keep = strings.Split(*langs, ",")
-	}
-	ds, err := qa.LoadLAReQA(*dataset, keep)
-	if err != nil {
-		return err
-	}
-	if *class == "" {
-		*class = className(ds.Name)
-	}
-	client, err := indexer.Connect(indexer.Connection{URL: *url, GRPC: *grpcHost, APIKey: *apiKey})
+	ds, client, class, err := coll.open()
 	if err != nil {
 		return err
 	}
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return err
 	}
-	ev := &indexer.Evaluator{Client: client, Class: *class, Depth: *depth, Concurrency: *concurrency}
+	ev := &indexer.Evaluator{Client: client, Class: class, Depth: *depth, Concurrency: *concurrency}
 	var reports []*indexer.Report
 	evaluate := func(method indexer.Method, vecs [][]float32) error {
-		logger().Info("evaluating in weaviate", "method", method, "questions", len(ds.Questions), "collection", *class)
+		logger().Info("evaluating in weaviate", "method", method, "questions", len(ds.Questions), "collection", class)
 		rep, runs, err := ev.Evaluate(ctx, ds, method, vecs)
 		if err != nil {
 			return err
