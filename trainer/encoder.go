@@ -51,15 +51,40 @@ func (e *encoder) embed(a *torchx.Arena, texts []string, kind vectorizer.Kind, t
 			return nil, err
 		}
 	}
-	pad := int64(e.tok.PadID())
-	if pad < 0 {
-		pad = e.model.Config.PadTokenID
+	pad := e.model.Config.PadTokenID
+	if id := e.tok.PadID(); id >= 0 {
+		pad = int64(id)
 	}
+	return embedIDs(a, e.model, batch, pad, e.opts.Pooling, train), nil
+}
+
+// embedIDs encodes token ids into unit vectors [B, H] (kept in a).
+func embedIDs(a *torchx.Arena, m *transformer.Model, batch [][]int64, pad int64, pooling string, train bool) *ts.Tensor {
 	ids, mask := vectorizer.Pad(batch, pad)
 	a.Keep(ids)
 	a.Keep(mask)
-	h := a.Keep(e.model.Forward(ids, mask, train))
-	return vectorizer.Pool(a, h, mask, e.opts.Pooling, true), nil
+	h := a.Keep(m.Forward(ids, mask, train))
+	return vectorizer.Pool(a, h, mask, pooling, true)
+}
+
+// infoNCE is the contrastive loss of queries q against passages p (row i
+// of each is a pair) and optional extra negatives n, over cosine
+// similarities divided by the temperature; symmetric adds the
+// passage-to-query direction.
+func infoNCE(a *torchx.Arena, q, p, n *ts.Tensor, temperature float64, symmetric bool) *ts.Tensor {
+	invT := a.KeepScalar(ts.FloatScalar(1 / temperature))
+	targets := a.Keep(ts.MustArange(a.KeepScalar(ts.IntScalar(q.MustSize()[0])), gotch.Int64, gotch.CPU))
+	keys := p
+	if n != nil {
+		keys = a.Keep(ts.MustCat([]*ts.Tensor{p, n}, 0))
+	}
+	logits := a.Keep(a.Keep(q.MustMatmul(a.Keep(keys.MustT(false)), false)).MustMulScalar(invT, false))
+	loss := a.Keep(logits.CrossEntropyForLogits(targets))
+	if symmetric {
+		back := a.Keep(a.Keep(p.MustMatmul(a.Keep(q.MustT(false)), false)).MustMulScalar(invT, false))
+		loss = a.Keep(a.Keep(loss.MustAdd(a.Keep(back.CrossEntropyForLogits(targets)), false)).MustMulScalar(a.KeepScalar(ts.FloatScalar(0.5)), false))
+	}
+	return loss
 }
 
 // lossBackward computes InfoNCE over in-batch negatives for one batch,
@@ -85,22 +110,13 @@ func (e *encoder) lossBackward(batch []Pair, cfg Config, weight float64) (float6
 	if err != nil {
 		return 0, err
 	}
-	invT := a.KeepScalar(ts.FloatScalar(1 / cfg.Temperature))
-	targets := a.Keep(ts.MustArange(a.KeepScalar(ts.IntScalar(int64(len(batch)))), gotch.Int64, gotch.CPU))
-	keys := p
+	var n *ts.Tensor
 	if len(negatives) > 0 {
-		n, err := e.embed(&a, negatives, vectorizer.Passage, true)
-		if err != nil {
+		if n, err = e.embed(&a, negatives, vectorizer.Passage, true); err != nil {
 			return 0, err
 		}
-		keys = a.Keep(ts.MustCat([]*ts.Tensor{p, n}, 0))
 	}
-	logits := a.Keep(a.Keep(q.MustMatmul(a.Keep(keys.MustT(false)), false)).MustMulScalar(invT, false))
-	loss := a.Keep(logits.CrossEntropyForLogits(targets))
-	if cfg.Symmetric {
-		back := a.Keep(a.Keep(p.MustMatmul(a.Keep(q.MustT(false)), false)).MustMulScalar(invT, false))
-		loss = a.Keep(a.Keep(loss.MustAdd(a.Keep(back.CrossEntropyForLogits(targets)), false)).MustMulScalar(a.KeepScalar(ts.FloatScalar(0.5)), false))
-	}
+	loss := infoNCE(&a, q, p, n, cfg.Temperature, cfg.Symmetric)
 	value := loss.Float64Values()[0]
 	scaled := a.Keep(loss.MustMulScalar(a.KeepScalar(ts.FloatScalar(weight)), false))
 	scaled.MustBackward()

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/sugarme/gotch"
-	"github.com/sugarme/gotch/ts"
 
 	"github.com/xling-ir/xling/internal/torchx"
 	"github.com/xling-ir/xling/vectorizer"
@@ -54,16 +53,9 @@ func Throughput(ctx context.Context, modelDir string, batch, seq, threads int, d
 	step := func() {
 		var a torchx.Arena
 		defer a.Free()
-		embed := func(ids [][]int64) *ts.Tensor {
-			t, mask := vectorizer.Pad(ids, cfg.PadTokenID)
-			a.Keep(t)
-			a.Keep(mask)
-			return vectorizer.Pool(&a, a.Keep(m.Forward(t, mask, true)), mask, vectorizer.PoolMean, true)
-		}
-		q, p := embed(queries), embed(passages)
-		logits := a.Keep(a.Keep(q.MustMatmul(a.Keep(p.MustT(false)), false)).MustMulScalar(a.KeepScalar(ts.FloatScalar(20)), false))
-		targets := a.Keep(ts.MustArange(a.KeepScalar(ts.IntScalar(int64(batch))), gotch.Int64, gotch.CPU))
-		a.Keep(logits.CrossEntropyForLogits(targets)).MustBackward()
+		q := embedIDs(&a, m, queries, cfg.PadTokenID, vectorizer.PoolMean, true)
+		p := embedIDs(&a, m, passages, cfg.PadTokenID, vectorizer.PoolMean, true)
+		infoNCE(&a, q, p, nil, 0.05, false).MustBackward()
 		opt.clipAndStep(3e-5, 1)
 	}
 	step() // warm-up

@@ -89,18 +89,24 @@ func bestRate(total time.Duration, perCall int, fn func() error) (float64, error
 	return best, nil
 }
 
+// comparable returns the model directory both sides measure, once
+// python3-torch is known to be there.
+func comparable(ctx context.Context, opts EncodeOptions) (string, func(), error) {
+	if err := pytorchref.Available(ctx); err != nil {
+		return "", nil, err
+	}
+	return ModelDir(ctx, opts.Model, opts.Size)
+}
+
 // Encode measures xling's encoder throughput and PyTorch's for the same
 // model, batch and sequence length, and writes both and their ratio to w.
 // The last line is "ratio <xling/pytorch>".
 func Encode(ctx context.Context, w io.Writer, opts EncodeOptions) error {
-	dir, cleanup, err := ModelDir(ctx, opts.Model, opts.Size)
+	dir, cleanup, err := comparable(ctx, opts)
 	if err != nil {
 		return err
 	}
 	defer cleanup()
-	if err := pytorchref.Available(ctx); err != nil {
-		return err
-	}
 	v, err := vectorizer.Load(dir, vectorizer.LoadOptions{Threads: opts.Threads, BatchSize: opts.Batch})
 	if err != nil {
 		return err
@@ -150,14 +156,11 @@ func compare(w io.Writer, unit string, ours float64, theirs func() (float64, err
 // Train measures xling's training throughput and PyTorch's for the same
 // model, batch and length. The last line is "ratio <xling/pytorch>".
 func Train(ctx context.Context, w io.Writer, opts EncodeOptions, step func(ctx context.Context, dir string, batch, seq, threads int, d time.Duration) (float64, error)) error {
-	dir, cleanup, err := ModelDir(ctx, opts.Model, opts.Size)
+	dir, cleanup, err := comparable(ctx, opts)
 	if err != nil {
 		return err
 	}
 	defer cleanup()
-	if err := pytorchref.Available(ctx); err != nil {
-		return err
-	}
 	fmt.Fprintf(w, "model %s; batch %d pairs, %d tokens per text, %d thread(s); InfoNCE + backward + clip + AdamW\n", dir, opts.Batch, opts.Seq, opts.Threads)
 	ours, err := step(ctx, dir, opts.Batch, opts.Seq, opts.Threads, opts.Time)
 	if err != nil {

@@ -101,9 +101,6 @@ func (m *Model) layerNorm(prefix string, dim int64) layerNorm {
 // Params returns the parameters by HuggingFace name, for an optimiser.
 func (m *Model) Params() map[string]*ts.Tensor { return m.params }
 
-// VarStore exposes the parameters to an optimiser.
-func (m *Model) VarStore() *nn.VarStore { return m.vs }
-
 // Names lists the parameter names in a stable order.
 func (m *Model) Names() []string {
 	names := make([]string, 0, len(m.params))
