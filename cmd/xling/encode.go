@@ -26,7 +26,19 @@ func envInt(name string, def int) int {
 	return def
 }
 
-func logger() *slog.Logger { return slog.New(slog.NewTextHandler(os.Stderr, nil)) }
+// logger writes to stderr at XLING_LOG_LEVEL (debug, info, warn, error),
+// as text, or as JSON lines with XLING_LOG_FORMAT=json for log pipelines.
+func logger() *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cli.Env("XLING_LOG_LEVEL", "info"))); err != nil {
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if cli.Env("XLING_LOG_FORMAT", "text") == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
 
 // runEncode reads one text per line on stdin and writes one JSON object
 // {"text", "vector"} per line on stdout, in order.

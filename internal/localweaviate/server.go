@@ -5,20 +5,19 @@ package localweaviate
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/xling-ir/xling/internal/buildbin"
 )
 
 // BinaryEnv names the variable that overrides where the server binary is.
@@ -53,36 +52,12 @@ type Server struct {
 func (s *Server) URL() string { return "http://" + s.Host }
 
 // ErrNoBinary reports that the weaviate-server binary was not found.
-var ErrNoBinary = errors.New("weaviate-server binary not found")
+var ErrNoBinary = buildbin.ErrNotFound
 
 // FindBinary locates weaviate-server: $XLING_WEAVIATE_BIN, then
 // .build/bin/weaviate-server in this directory or any parent (where
 // `make weaviate` puts it), then $PATH.
-func FindBinary() (string, error) {
-	if p := os.Getenv(BinaryEnv); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("%w: %s=%s: %v", ErrNoBinary, BinaryEnv, p, err)
-		}
-		return p, nil
-	}
-	if dir, err := os.Getwd(); err == nil {
-		for {
-			p := filepath.Join(dir, ".build", "bin", "weaviate-server")
-			if _, err := os.Stat(p); err == nil {
-				return p, nil
-			}
-			parent := filepath.Dir(dir)
-			if parent == dir {
-				break
-			}
-			dir = parent
-		}
-	}
-	if p, err := exec.LookPath("weaviate-server"); err == nil {
-		return p, nil
-	}
-	return "", fmt.Errorf("%w: run `make weaviate` (it builds .build/bin/weaviate-server) or set %s", ErrNoBinary, BinaryEnv)
-}
+func FindBinary() (string, error) { return buildbin.Find("weaviate-server", BinaryEnv, "weaviate") }
 
 // Start launches a single-node Weaviate on loopback and waits until it is
 // ready. The caller must Stop it.

@@ -1,0 +1,33 @@
+# The single xling image: `xling serve` for the sidecar, and `xling train`,
+# `xling index`, `xling eval` for the chart's Jobs.
+#
+#   docker build -t xling .
+#
+# Build stage: Debian's libtorch-dev and the gotch adaptation that
+# `make deps` runs (see internal/gotchadapt).
+FROM golang:1.26-bookworm AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libtorch-dev g++ \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+RUN GOWORK=off go run ./cmd/gotch-adapt -out .build/gotch -work go.work \
+ && go build -trimpath -ldflags "-s -w" -o /out/xling ./cmd/xling
+
+# Run stage: the libtorch runtime only (no headers, no Python), with
+# OpenBLAS behind libblas.so.3 (the reference BLAS is 15x slower).
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libtorch1.13 libopenblas0-pthread ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=build /out/xling /usr/local/bin/xling
+# libgomp reads OMP_WAIT_POLICY before main; xling would re-exec itself to set it.
+ENV OMP_WAIT_POLICY=PASSIVE XLING_LOG_FORMAT=json
+# The chart's securityContext runs as this user with a read-only root and a
+# writable /tmp volume.
+USER 65532:65532
+EXPOSE 8080
+ENTRYPOINT ["/usr/local/bin/xling"]
+CMD ["serve", "--model", "/models/xling"]
