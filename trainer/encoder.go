@@ -6,22 +6,53 @@ import (
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 
+	"github.com/xling-ir/xling/internal/safetensors"
 	"github.com/xling-ir/xling/internal/torchx"
 	"github.com/xling-ir/xling/vectorizer"
+	"github.com/xling-ir/xling/vectorizer/static"
 	"github.com/xling-ir/xling/vectorizer/tokenize"
 	"github.com/xling-ir/xling/vectorizer/transformer"
 )
 
-// encoder runs the shared-weight dual encoder: one model, with the query and
-// passage prefixes of xling.json telling the two apart.
-type encoder struct {
-	model *transformer.Model
-	tok   *tokenize.Tokenizer
-	opts  vectorizer.Options
-	cache map[string][]int64 // prefixed text -> ids: texts recur across steps
+// net is a run's shared-weight dual encoder and its optimiser: one model,
+// with the query and passage prefixes of xling.json telling the two apart.
+// torchNet is a transformer on libtorch, staticNet a static embedding in Go.
+type net interface {
+	// lossBackward adds the gradient of one batch's InfoNCE loss, times
+	// weight (for accumulation), and returns the unscaled loss.
+	lossBackward(batch []Pair, cfg Config, weight float64) (float64, error)
+	// step applies the gradients accumulated since the last step at
+	// learning rate lr, clipped to a global norm of clip (if > 0), and
+	// returns their norm before clipping.
+	step(lr, clip float64) float64
+	// vectors encodes texts without gradients, batch at a time.
+	vectors(texts []string, kind vectorizer.Kind, batch int) ([][]float32, error)
+	config() transformer.Config
+	weights() vectorizer.Weights
+	tokens() *tokenCache
+	// load reads checkpointed weights; optimizer reads and writes the
+	// optimiser's state.
+	load(path string) error
+	saveOptimizer(path string) error
+	loadOptimizer(path string, step int) error
+	close()
 }
 
-func (e *encoder) ids(text string, kind vectorizer.Kind) ([]int64, error) {
+// tokenCache tokenises texts with a kind's prefix, remembering them: the
+// same texts recur across steps.
+type tokenCache struct {
+	tok   *tokenize.Tokenizer
+	opts  vectorizer.Options
+	cache map[string][]int64 // prefixed text -> ids
+}
+
+func (e *tokenCache) tokens() *tokenCache { return e }
+
+func newTokenCache(tok *tokenize.Tokenizer, opts vectorizer.Options) tokenCache {
+	return tokenCache{tok: tok, opts: opts, cache: map[string][]int64{}}
+}
+
+func (e *tokenCache) ids(text string, kind vectorizer.Kind) ([]int64, error) {
 	prefix := e.opts.PassagePrefix
 	if kind == vectorizer.Query {
 		prefix = e.opts.QueryPrefix
@@ -42,14 +73,66 @@ func (e *encoder) ids(text string, kind vectorizer.Kind) ([]int64, error) {
 	return ids, nil
 }
 
-// embed encodes texts into unit vectors [B, H] (kept in a).
-func (e *encoder) embed(a *torchx.Arena, texts []string, kind vectorizer.Kind, train bool) (*ts.Tensor, error) {
-	batch := make([][]int64, len(texts))
+func (e *tokenCache) batch(texts []string, kind vectorizer.Kind) ([][]int64, error) {
+	out := make([][]int64, len(texts))
 	for i, t := range texts {
 		var err error
-		if batch[i], err = e.ids(t, kind); err != nil {
+		if out[i], err = e.ids(t, kind); err != nil {
 			return nil, err
 		}
+	}
+	return out, nil
+}
+
+// splitPairs returns a batch's queries, passages and (with hard negatives)
+// negatives.
+func splitPairs(batch []Pair, cfg Config) (queries, passages, negatives []string) {
+	for _, p := range batch {
+		queries, passages = append(queries, p.Query), append(passages, p.Passage)
+		if cfg.HardNegatives && p.Negative != "" {
+			negatives = append(negatives, p.Negative)
+		}
+	}
+	return queries, passages, negatives
+}
+
+// torchNet trains a transformer with libtorch's autograd and the Go AdamW.
+type torchNet struct {
+	tokenCache
+	model *transformer.Model
+	opt   *adamW
+}
+
+func newTorchNet(m *transformer.Model, tok *tokenize.Tokenizer, opts vectorizer.Options, weightDecay float64) *torchNet {
+	return &torchNet{tokenCache: newTokenCache(tok, opts), model: m, opt: newAdamW(m.Names(), m.Params(), weightDecay)}
+}
+
+func (e *torchNet) step(lr, clip float64) float64 { return e.opt.clipAndStep(lr, clip) }
+func (e *torchNet) config() transformer.Config    { return e.model.Config }
+func (e *torchNet) weights() vectorizer.Weights   { return e.model }
+func (e *torchNet) close()                        { e.opt.close(); e.model.Close() }
+func (e *torchNet) load(path string) error        { _, err := e.model.Load(path); return err }
+func (e *torchNet) saveOptimizer(path string) error {
+	t, err := e.opt.tensors()
+	if err != nil {
+		return err
+	}
+	return safetensors.WriteFile(path, t, nil)
+}
+
+func (e *torchNet) loadOptimizer(path string, step int) error {
+	f, err := safetensors.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	return e.opt.load(f, step)
+}
+
+// embed encodes texts into unit vectors [B, H] (kept in a).
+func (e *torchNet) embed(a *torchx.Arena, texts []string, kind vectorizer.Kind, train bool) (*ts.Tensor, error) {
+	batch, err := e.batch(texts, kind)
+	if err != nil {
+		return nil, err
 	}
 	pad := e.model.Config.PadTokenID
 	if id := e.tok.PadID(); id >= 0 {
@@ -90,18 +173,10 @@ func infoNCE(a *torchx.Arena, q, p, n *ts.Tensor, temperature float64, symmetric
 // lossBackward computes InfoNCE over in-batch negatives for one batch,
 // back-propagates it scaled by weight (for gradient accumulation) and
 // returns the unscaled loss.
-func (e *encoder) lossBackward(batch []Pair, cfg Config, weight float64) (float64, error) {
+func (e *torchNet) lossBackward(batch []Pair, cfg Config, weight float64) (float64, error) {
 	var a torchx.Arena
 	defer a.Free()
-	queries := make([]string, len(batch))
-	passages := make([]string, len(batch))
-	var negatives []string
-	for i, p := range batch {
-		queries[i], passages[i] = p.Query, p.Passage
-		if cfg.HardNegatives && p.Negative != "" {
-			negatives = append(negatives, p.Negative)
-		}
-	}
+	queries, passages, negatives := splitPairs(batch, cfg)
 	q, err := e.embed(&a, queries, vectorizer.Query, true)
 	if err != nil {
 		return 0, err
@@ -124,7 +199,7 @@ func (e *encoder) lossBackward(batch []Pair, cfg Config, weight float64) (float6
 }
 
 // vectors encodes texts without gradients, in batches, into Go slices.
-func (e *encoder) vectors(texts []string, kind vectorizer.Kind, batch int) ([][]float32, error) {
+func (e *torchNet) vectors(texts []string, kind vectorizer.Kind, batch int) ([][]float32, error) {
 	out := make([][]float32, 0, len(texts))
 	dims := int(e.model.Config.HiddenSize)
 	for start := 0; start < len(texts); start += batch {
@@ -148,4 +223,69 @@ func (e *encoder) vectors(texts []string, kind vectorizer.Kind, batch int) ([][]
 		}
 	}
 	return out, nil
+}
+
+// staticNet trains a static embedding in Go: hand-written gradients and a
+// sparse AdamW, so a step costs what the batch's tokens cost, whatever the
+// vocabulary's size.
+type staticNet struct {
+	tokenCache
+	model *static.Model
+	opt   *static.AdamW
+	grad  *static.Grad
+}
+
+func newStaticNet(m *static.Model, tok *tokenize.Tokenizer, opts vectorizer.Options, weightDecay float64) *staticNet {
+	return &staticNet{tokenCache: newTokenCache(tok, opts), model: m, opt: static.NewAdamW(m, weightDecay), grad: m.NewGrad()}
+}
+
+func (e *staticNet) lossBackward(batch []Pair, cfg Config, weight float64) (float64, error) {
+	queries, passages, negatives := splitPairs(batch, cfg)
+	c := static.Contrastive{Temperature: cfg.Temperature, Symmetric: cfg.Symmetric}
+	var err error
+	if c.Queries, err = e.batch(queries, vectorizer.Query); err != nil {
+		return 0, err
+	}
+	if c.Passages, err = e.batch(passages, vectorizer.Passage); err != nil {
+		return 0, err
+	}
+	if c.Negatives, err = e.batch(negatives, vectorizer.Passage); err != nil {
+		return 0, err
+	}
+	return e.model.LossBackward(c, weight, e.grad)
+}
+
+func (e *staticNet) step(lr, clip float64) float64 {
+	norm := e.opt.Step(e.grad, lr, clip)
+	e.grad = e.model.NewGrad()
+	return norm
+}
+
+func (e *staticNet) vectors(texts []string, kind vectorizer.Kind, _ int) ([][]float32, error) {
+	ids, err := e.batch(texts, kind)
+	if err != nil {
+		return nil, err
+	}
+	return e.model.Encode(ids, true)
+}
+
+func (e *staticNet) config() transformer.Config  { return e.model.Config }
+func (e *staticNet) weights() vectorizer.Weights { return e.model }
+func (e *staticNet) close()                      {}
+func (e *staticNet) load(path string) error      { return e.model.Load(path) }
+
+func (e *staticNet) saveOptimizer(path string) error {
+	t, err := e.opt.Tensors()
+	if err != nil {
+		return err
+	}
+	return safetensors.WriteFile(path, t, nil)
+}
+
+func (e *staticNet) loadOptimizer(path string, step int) error {
+	f, err := safetensors.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	return e.opt.Load(f.Tensors, step)
 }

@@ -16,9 +16,9 @@ import (
 
 	"github.com/sugarme/gotch"
 
-	"github.com/xling-ir/xling/internal/safetensors"
 	"github.com/xling-ir/xling/internal/torchx"
 	"github.com/xling-ir/xling/vectorizer"
+	"github.com/xling-ir/xling/vectorizer/static"
 	"github.com/xling-ir/xling/vectorizer/tokenize"
 	"github.com/xling-ir/xling/vectorizer/transformer"
 )
@@ -40,6 +40,9 @@ type Config struct {
 	HardNegatives bool    `json:"hard_negatives"`
 	Seed          uint64  `json:"seed"`
 
+	// Arch is the encoder: "transformer" (BERT-style, libtorch) or
+	// "static" (token embeddings, mean pooled, trained in Go).
+	Arch string `json:"arch"`
 	// The starting model: a model directory, or from scratch a size with a
 	// tokenizer trained on the training text.
 	Init      string `json:"init,omitempty"`
@@ -53,10 +56,21 @@ type Config struct {
 	Threads         int `json:"-"`
 }
 
+// Architectures a run can train.
+const (
+	ArchTransformer = "transformer"
+	ArchStatic      = "static"
+)
+
+// StaticLR is the static encoder's default peak learning rate: its rows
+// start at unit scale and each sees few updates, so it needs a far larger
+// rate than a transformer's 3e-5.
+const StaticLR = 0.05
+
 // DefaultConfig holds the paper's settings where it gives them (AdamW,
 // weight decay 0.01, alpha 0.5) and small-scale CPU settings elsewhere.
 func DefaultConfig() Config {
-	return Config{Mode: ModeHybrid, Alpha: 0.5, BatchSize: 32, Steps: 1000, Accumulate: 1, LR: 3e-5, WeightDecay: 0.01,
+	return Config{Arch: ArchTransformer, Mode: ModeHybrid, Alpha: 0.5, BatchSize: 32, Steps: 1000, Accumulate: 1, LR: 3e-5, WeightDecay: 0.01,
 		Warmup: 0.1, Clip: 1.0, Temperature: 0.05, Symmetric: true, Seed: 1, Size: "small", VocabSize: 8000, MaxLength: 64,
 		CheckpointEvery: 200, EvalEvery: 200, LogEvery: 20}
 }
@@ -129,26 +143,23 @@ func (r *Run) Execute(ctx context.Context) (Result, error) {
 	if cfg.Threads > 0 {
 		torchx.SetThreads(cfg.Threads)
 	}
-	m, tok, opts, err := r.startingModel(ctx)
+	enc, err := r.startingModel(ctx)
 	if err != nil {
 		return Result{}, err
 	}
-	defer m.Close()
-	opt := newAdamW(m.Names(), m.Params(), cfg.WeightDecay)
-	defer opt.close()
+	defer enc.close()
 
 	step, loss := 0, math.NaN()
 	if ck, ok := r.latestCheckpoint(); ok {
-		if step, loss, err = r.restore(ck, m, opt, sampler); err != nil {
+		if step, loss, err = r.restore(ck, enc, sampler); err != nil {
 			return Result{}, fmt.Errorf("resume from %s: %w", ck, err)
 		}
 		log.Info("resumed", "checkpoint", ck, "step", step)
-	} else if err := r.export(filepath.Join(r.Dir, "init"), m, tok, opts); err != nil {
+	} else if err := r.export(filepath.Join(r.Dir, "init"), enc); err != nil {
 		// The starting model, exported for the untrained baseline.
 		return Result{}, err
 	}
 
-	enc := &encoder{model: m, tok: tok, opts: opts, cache: map[string][]int64{}}
 	trainLog, err := os.OpenFile(filepath.Join(r.Dir, "train.jsonl"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return Result{}, err
@@ -175,7 +186,7 @@ func (r *Run) Execute(ctx context.Context) (Result, error) {
 			pairs += len(batch)
 		}
 		lr := learningRate(cfg, step)
-		norm := opt.clipAndStep(lr, cfg.Clip)
+		norm := enc.step(lr, cfg.Clip)
 		step++
 		loss = total
 		if math.IsNaN(loss) || math.IsInf(loss, 0) {
@@ -204,7 +215,7 @@ func (r *Run) Execute(ctx context.Context) (Result, error) {
 			}
 			log.Info("validation", "step", step, "map_mono", fmt.Sprintf("%.4f", ev.Mono.MAP), "map_cross", fmt.Sprintf("%.4f", ev.Cross.MAP), "map_multi", fmt.Sprintf("%.4f", ev.Multi.MAP))
 			if best, _ := r.bestEvaluation(); best == nil || ev.Multi.MAP > best.Multi.MAP || best.Step == ev.Step {
-				if err := r.export(filepath.Join(r.Dir, "best"), m, tok, opts); err != nil {
+				if err := r.export(filepath.Join(r.Dir, "best"), enc); err != nil {
 					return Result{}, err
 				}
 				if err := writeJSON(filepath.Join(r.Dir, "best", "evaluation.json"), ev); err != nil {
@@ -213,14 +224,14 @@ func (r *Run) Execute(ctx context.Context) (Result, error) {
 			}
 		}
 		if (cfg.CheckpointEvery > 0 && step%cfg.CheckpointEvery == 0) || step == cfg.Steps {
-			if err := r.checkpoint(step, loss, m, opt, sampler); err != nil {
+			if err := r.checkpoint(step, loss, enc, sampler); err != nil {
 				return Result{}, err
 			}
 		}
 	}
 	res.Step, res.Loss = step, loss
 	res.ModelDir = filepath.Join(r.Dir, "model")
-	if err := r.export(res.ModelDir, m, tok, opts); err != nil {
+	if err := r.export(res.ModelDir, enc); err != nil {
 		return Result{}, err
 	}
 	if best, err := r.bestEvaluation(); err == nil && best != nil {
@@ -242,70 +253,103 @@ func learningRate(cfg Config, step int) float64 {
 // startingModel loads cfg.Init or builds a fresh model with a tokenizer
 // trained on the training text (saved in the run directory, so that a
 // resumed run uses the same one).
-func (r *Run) startingModel(ctx context.Context) (*transformer.Model, *tokenize.Tokenizer, vectorizer.Options, error) {
+func (r *Run) startingModel(ctx context.Context) (net, error) {
 	cfg := r.Config
 	opts := vectorizer.DefaultOptions()
 	opts.MaxSeqLength = cfg.MaxLength
 	opts.Languages = Languages(r.Train)
-	opts.Training = map[string]any{"batch_mode": cfg.Mode, "alpha": cfg.Alpha, "steps": cfg.Steps, "batch_size": cfg.BatchSize, "seed": cfg.Seed, "temperature": cfg.Temperature}
+	opts.Training = map[string]any{"arch": cfg.Arch, "batch_mode": cfg.Mode, "alpha": cfg.Alpha, "steps": cfg.Steps, "batch_size": cfg.BatchSize, "seed": cfg.Seed, "temperature": cfg.Temperature}
+	var (
+		mc      transformer.Config
+		tok     *tokenize.Tokenizer
+		weights string
+		err     error
+	)
 	if cfg.Init != "" {
-		mc, err := transformer.ReadConfig(filepath.Join(cfg.Init, vectorizer.ConfigFile))
+		if mc, err = transformer.ReadConfig(filepath.Join(cfg.Init, vectorizer.ConfigFile)); err != nil {
+			return nil, err
+		}
+		if (mc.ModelType == transformer.Static) != (cfg.Arch == ArchStatic) {
+			return nil, fmt.Errorf("--init %s holds a %s model, but the run trains --arch %s", cfg.Init, mc.ModelType, cfg.Arch)
+		}
+		if tok, err = tokenize.Load(filepath.Join(cfg.Init, vectorizer.TokenizerFile), cfg.MaxLength); err != nil {
+			return nil, err
+		}
+		weights = filepath.Join(cfg.Init, vectorizer.WeightsFile)
+	} else {
+		if tok, err = r.trainedTokenizer(ctx); err != nil {
+			return nil, err
+		}
+		vocab := int64(tok.VocabSize())
+		switch cfg.Arch {
+		case ArchStatic:
+			mc, err = vectorizer.StaticSizeConfig(cfg.Size, vocab)
+		case ArchTransformer:
+			mc, err = vectorizer.SizeConfig(cfg.Size, vocab)
+			mc.MaxPositionEmbeddings = int64(max(cfg.MaxLength, 64))
+		default:
+			err = fmt.Errorf("unknown architecture %q (want %s or %s)", cfg.Arch, ArchTransformer, ArchStatic)
+		}
 		if err != nil {
-			return nil, nil, opts, err
+			return nil, err
 		}
-		tok, err := tokenize.Load(filepath.Join(cfg.Init, vectorizer.TokenizerFile), cfg.MaxLength)
-		if err != nil {
-			return nil, nil, opts, err
-		}
-		m, err := transformer.New(mc, gotch.CPU)
-		if err != nil {
-			return nil, nil, opts, err
-		}
-		if _, err := m.Load(filepath.Join(cfg.Init, vectorizer.WeightsFile)); err != nil {
-			m.Close()
-			return nil, nil, opts, err
-		}
-		return m, tok, opts, nil
 	}
+	if cfg.Arch == ArchStatic {
+		m, err := static.New(mc)
+		if err != nil {
+			return nil, err
+		}
+		if weights != "" {
+			err = m.Load(weights)
+		} else {
+			m.Init(cfg.Seed)
+		}
+		return newStaticNet(m, tok, opts, cfg.WeightDecay), err
+	}
+	m, err := transformer.New(mc, gotch.CPU)
+	if err != nil {
+		return nil, err
+	}
+	if weights != "" {
+		if _, err := m.Load(weights); err != nil {
+			m.Close()
+			return nil, err
+		}
+	} else {
+		m.Init(cfg.Seed)
+	}
+	return newTorchNet(m, tok, opts, cfg.WeightDecay), nil
+}
+
+// trainedTokenizer trains a WordPiece tokenizer on the training text, once
+// per run directory.
+func (r *Run) trainedTokenizer(ctx context.Context) (*tokenize.Tokenizer, error) {
 	tokPath := filepath.Join(r.Dir, vectorizer.TokenizerFile)
 	if _, err := os.Stat(tokPath); err != nil {
 		var text strings.Builder
 		for _, it := range r.Train {
 			text.WriteString(it.Query + "\n" + it.Passage + "\n")
 		}
-		b, err := tokenize.TrainWordPiece(ctx, strings.NewReader(text.String()), tokenize.TrainOptions{VocabSize: cfg.VocabSize})
+		b, err := tokenize.TrainWordPiece(ctx, strings.NewReader(text.String()), tokenize.TrainOptions{VocabSize: r.Config.VocabSize})
 		if err != nil {
-			return nil, nil, opts, err
+			return nil, err
 		}
 		if err := os.WriteFile(tokPath, b, 0o644); err != nil {
-			return nil, nil, opts, err
+			return nil, err
 		}
 	}
-	tok, err := tokenize.Load(tokPath, cfg.MaxLength)
-	if err != nil {
-		return nil, nil, opts, err
-	}
-	mc, err := vectorizer.SizeConfig(cfg.Size, int64(tok.VocabSize()))
-	if err != nil {
-		return nil, nil, opts, err
-	}
-	mc.MaxPositionEmbeddings = int64(max(cfg.MaxLength, 64))
-	m, err := transformer.New(mc, gotch.CPU)
-	if err != nil {
-		return nil, nil, opts, err
-	}
-	m.Init(cfg.Seed)
-	return m, tok, opts, nil
+	return tokenize.Load(tokPath, r.Config.MaxLength)
 }
 
-func (r *Run) export(dir string, m *transformer.Model, tok *tokenize.Tokenizer, opts vectorizer.Options) error {
+func (r *Run) export(dir string, enc net) error {
 	tmp := dir + ".tmp"
 	os.RemoveAll(tmp)
-	tj, err := tok.JSON()
+	tc := enc.tokens()
+	tj, err := tc.tok.JSON()
 	if err != nil {
 		return err
 	}
-	if err := vectorizer.WriteDir(tmp, vectorizer.Files{Config: m.Config, Options: opts, Tokenizer: tj, Model: m}); err != nil {
+	if err := vectorizer.WriteDir(tmp, vectorizer.Files{Config: enc.config(), Options: tc.opts, Tokenizer: tj, Model: enc.weights()}); err != nil {
 		return err
 	}
 	if err := os.RemoveAll(dir); err != nil {
@@ -349,7 +393,7 @@ func (r *Run) latestCheckpoint() (string, bool) {
 
 // checkpoint writes model, optimiser and sampler state to a new directory,
 // then points LATEST at it with an atomic rename.
-func (r *Run) checkpoint(step int, loss float64, m *transformer.Model, opt *adamW, s *Sampler) error {
+func (r *Run) checkpoint(step int, loss float64, enc net, s *Sampler) error {
 	name := fmt.Sprintf("step-%07d", step)
 	dir := filepath.Join(r.checkpointDir(), name)
 	tmp := dir + ".tmp"
@@ -357,14 +401,10 @@ func (r *Run) checkpoint(step int, loss float64, m *transformer.Model, opt *adam
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
 		return err
 	}
-	if err := m.Save(filepath.Join(tmp, "model.safetensors")); err != nil {
+	if err := enc.weights().Save(filepath.Join(tmp, "model.safetensors")); err != nil {
 		return err
 	}
-	ot, err := opt.tensors()
-	if err != nil {
-		return err
-	}
-	if err := safetensors.WriteFile(filepath.Join(tmp, "optimizer.safetensors"), ot, nil); err != nil {
+	if err := enc.saveOptimizer(filepath.Join(tmp, "optimizer.safetensors")); err != nil {
 		return err
 	}
 	sb, err := json.Marshal(s)
@@ -394,7 +434,7 @@ func (r *Run) checkpoint(step int, loss float64, m *transformer.Model, opt *adam
 	return nil
 }
 
-func (r *Run) restore(dir string, m *transformer.Model, opt *adamW, s *Sampler) (int, float64, error) {
+func (r *Run) restore(dir string, enc net, s *Sampler) (int, float64, error) {
 	b, err := os.ReadFile(filepath.Join(dir, "state.json"))
 	if err != nil {
 		return 0, 0, err
@@ -406,14 +446,10 @@ func (r *Run) restore(dir string, m *transformer.Model, opt *adamW, s *Sampler) 
 	if st.Config != r.Config {
 		return 0, 0, errors.New("the checkpoint was written by a run with another configuration")
 	}
-	if _, err := m.Load(filepath.Join(dir, "model.safetensors")); err != nil {
+	if err := enc.load(filepath.Join(dir, "model.safetensors")); err != nil {
 		return 0, 0, err
 	}
-	f, err := safetensors.ReadFile(filepath.Join(dir, "optimizer.safetensors"))
-	if err != nil {
-		return 0, 0, err
-	}
-	if err := opt.load(f, st.Step); err != nil {
+	if err := enc.loadOptimizer(filepath.Join(dir, "optimizer.safetensors"), st.Step); err != nil {
 		return 0, 0, err
 	}
 	if err := json.Unmarshal(st.Sampler, s); err != nil {

@@ -23,10 +23,23 @@ func tinyConfig() Config {
 
 // TestResumeMatchesUninterrupted kills a run after step 7 (its last
 // checkpoint is step 5), resumes it, and compares the end with a run that
-// was never interrupted.
+// was never interrupted, for both architectures.
 func TestResumeMatchesUninterrupted(t *testing.T) {
+	for _, arch := range []string{ArchTransformer, ArchStatic} {
+		t.Run(arch, func(t *testing.T) {
+			c := tinyConfig()
+			if c.Arch = arch; arch == ArchStatic {
+				c.LR = StaticLR
+			}
+			testResume(t, c)
+		})
+	}
+}
+
+func testResume(t *testing.T, cfg Config) {
 	items := xquadItems(t)
 	train, valid := Split(items, 0.1, 1)
+	tinyConfig := func() Config { return cfg }
 	whole := &Run{Dir: t.TempDir(), Config: tinyConfig(), Train: train, Valid: valid}
 	want, err := whole.Execute(context.Background())
 	if err != nil {

@@ -51,6 +51,9 @@ func (o Options) validate(cfg transformer.Config) error {
 	if o.Pooling != PoolMean && o.Pooling != PoolCLS {
 		return fmt.Errorf("pooling %q is not supported (want %s or %s)", o.Pooling, PoolMean, PoolCLS)
 	}
+	if cfg.ModelType == transformer.Static && o.Pooling != PoolMean {
+		return fmt.Errorf("a static model pools by %s only, not %q", PoolMean, o.Pooling)
+	}
 	if o.MaxSeqLength < 3 {
 		return fmt.Errorf("max_seq_length %d is too small", o.MaxSeqLength)
 	}
@@ -76,13 +79,19 @@ func readOptions(dir string) (Options, error) {
 	return o, nil
 }
 
+// Weights is an encoder whose parameters WriteDir saves:
+// *transformer.Model or *static.Model.
+type Weights interface {
+	Save(path string) error
+}
+
 // Files is what WriteDir writes: a complete model directory.
 type Files struct {
 	Config    transformer.Config
 	Options   Options
-	Tokenizer []byte             // tokenizer.json
-	Model     *transformer.Model // the passage (or shared) encoder
-	Query     *transformer.Model // a separate query encoder, or nil
+	Tokenizer []byte  // tokenizer.json
+	Model     Weights // the passage (or shared) encoder
+	Query     Weights // a separate query encoder of the same Config, or nil
 }
 
 // WriteDir writes a model directory that Load, the sidecar and HuggingFace
@@ -112,7 +121,7 @@ func WriteDir(dir string, f Files) error {
 		if err := os.MkdirAll(qdir, 0o755); err != nil {
 			return err
 		}
-		if err := transformer.WriteConfig(filepath.Join(qdir, ConfigFile), f.Query.Config); err != nil {
+		if err := transformer.WriteConfig(filepath.Join(qdir, ConfigFile), f.Config); err != nil {
 			return err
 		}
 		return f.Query.Save(filepath.Join(qdir, WeightsFile))

@@ -1,9 +1,11 @@
-// Package vectorizer turns text into vectors: a tokenizer, a transformer
-// encoder and pooling, loaded from a HuggingFace-layout model directory.
+// Package vectorizer turns text into vectors: a tokenizer, an encoder (a
+// transformer on libtorch, or a static embedding in Go) and pooling, loaded
+// from a HuggingFace-layout model directory.
 package vectorizer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -15,6 +17,7 @@ import (
 	"github.com/sugarme/gotch/ts"
 
 	"github.com/xling-ir/xling/internal/torchx"
+	"github.com/xling-ir/xling/vectorizer/static"
 	"github.com/xling-ir/xling/vectorizer/tokenize"
 	"github.com/xling-ir/xling/vectorizer/transformer"
 )
@@ -61,12 +64,18 @@ type Vectorizer struct {
 	Options Options
 
 	tok            *tokenize.Tokenizer
-	passage, query *transformer.Model
+	passage, query encoder
 	batch          int
 	log            *slog.Logger
 
-	work chan func()
+	work chan func() // the libtorch worker; nil for static models
 	done sync.WaitGroup
+}
+
+// encoder is one model's forward pass over tokenised texts.
+type encoder interface {
+	encode(ctx context.Context, toks [][]int64) ([][]float32, error)
+	close()
 }
 
 // Tokens is one tokenised text ready for the encoder.
@@ -102,28 +111,44 @@ func Load(dir string, lo LoadOptions) (*Vectorizer, error) {
 	if lo.BatchSize <= 0 {
 		lo.BatchSize = 32
 	}
-	v := &Vectorizer{Dir: dir, Config: cfg, Options: opts, tok: tok, batch: lo.BatchSize, log: log, work: make(chan func())}
+	v := &Vectorizer{Dir: dir, Config: cfg, Options: opts, tok: tok, batch: lo.BatchSize, log: log}
+	dirs := []string{dir}
+	if opts.QueryModel != "" {
+		qdir := filepath.Join(dir, opts.QueryModel)
+		qcfg, err := transformer.ReadConfig(filepath.Join(qdir, ConfigFile))
+		if err != nil {
+			return nil, err
+		}
+		if qcfg.ModelType != cfg.ModelType || qcfg.VocabSize != cfg.VocabSize || qcfg.HiddenSize != cfg.HiddenSize {
+			return nil, fmt.Errorf("query encoder %s: model_type %s, vocab_size %d, hidden_size %d differ from the passage encoder's %s, %d, %d",
+				qdir, qcfg.ModelType, qcfg.VocabSize, qcfg.HiddenSize, cfg.ModelType, cfg.VocabSize, cfg.HiddenSize)
+		}
+		dirs = append(dirs, qdir)
+	}
+	if cfg.ModelType == transformer.Static {
+		encs := make([]encoder, len(dirs))
+		for i, d := range dirs {
+			if encs[i], err = loadStatic(d, opts.Normalize); err != nil {
+				return nil, err
+			}
+		}
+		v.passage, v.query = encs[0], encs[len(encs)-1]
+		return v, nil
+	}
+	v.work = make(chan func())
 	v.done.Add(1)
 	go v.worker(lo.Threads)
-
 	err = v.do(context.Background(), func() error {
-		var err error
-		if v.passage, err = loadModel(dir, cfg, log); err != nil {
-			return err
-		}
-		v.query = v.passage
-		if opts.QueryModel != "" {
-			qdir := filepath.Join(dir, opts.QueryModel)
-			qcfg, err := transformer.ReadConfig(filepath.Join(qdir, ConfigFile))
+		for i, d := range dirs {
+			m, err := loadModel(d, log)
 			if err != nil {
 				return err
 			}
-			if qcfg.VocabSize != cfg.VocabSize || qcfg.HiddenSize != cfg.HiddenSize {
-				return fmt.Errorf("query encoder %s: vocab_size %d / hidden_size %d differ from the passage encoder's %d / %d", qdir, qcfg.VocabSize, qcfg.HiddenSize, cfg.VocabSize, cfg.HiddenSize)
+			enc := &torchEncoder{v: v, m: m}
+			if i == 0 {
+				v.passage = enc
 			}
-			if v.query, err = loadModel(qdir, qcfg, log); err != nil {
-				return err
-			}
+			v.query = enc
 		}
 		return nil
 	})
@@ -134,7 +159,39 @@ func Load(dir string, lo LoadOptions) (*Vectorizer, error) {
 	return v, nil
 }
 
-func loadModel(dir string, cfg transformer.Config, log *slog.Logger) (*transformer.Model, error) {
+func loadStatic(dir string, normalize bool) (encoder, error) {
+	cfg, err := transformer.ReadConfig(filepath.Join(dir, ConfigFile))
+	if err != nil {
+		return nil, err
+	}
+	m, err := static.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("model directory %s: %w", dir, err)
+	}
+	if err := m.Load(filepath.Join(dir, WeightsFile)); err != nil {
+		return nil, err
+	}
+	return staticEncoder{m: m, normalize: normalize}, nil
+}
+
+// staticEncoder runs a static model in Go on the caller's goroutine: a text
+// costs microseconds, so neither the worker thread nor batching helps.
+type staticEncoder struct {
+	m         *static.Model
+	normalize bool
+}
+
+func (s staticEncoder) encode(_ context.Context, toks [][]int64) ([][]float32, error) {
+	return s.m.Encode(toks, s.normalize)
+}
+
+func (staticEncoder) close() {}
+
+func loadModel(dir string, log *slog.Logger) (*transformer.Model, error) {
+	cfg, err := transformer.ReadConfig(filepath.Join(dir, ConfigFile))
+	if err != nil {
+		return nil, err
+	}
 	m, err := transformer.New(cfg, gotch.CPU)
 	if err != nil {
 		return nil, err
@@ -191,21 +248,18 @@ func (v *Vectorizer) do(ctx context.Context, fn func() error) error {
 
 // Close stops the worker and frees the models.
 func (v *Vectorizer) Close() {
-	if v.work == nil {
-		return
+	if v.query != nil && v.query != v.passage {
+		v.query.close()
 	}
-	_ = v.do(context.Background(), func() error {
-		if v.query != nil && v.query != v.passage {
-			v.query.Close()
-		}
-		if v.passage != nil {
-			v.passage.Close()
-		}
-		return nil
-	})
-	close(v.work)
-	v.done.Wait()
-	v.work = nil
+	if v.passage != nil {
+		v.passage.close()
+	}
+	v.passage, v.query = nil, nil
+	if v.work != nil {
+		close(v.work)
+		v.done.Wait()
+		v.work = nil
+	}
 }
 
 // Dims is the length of the vectors.
@@ -277,33 +331,54 @@ func (v *Vectorizer) Encode(ctx context.Context, texts []string, kind Kind) ([][
 	return v.EncodeTokens(ctx, toks, kind)
 }
 
-// EncodeTokens encodes tokenised texts. Texts are sorted by length and cut
-// into forward passes so that little work goes to padding: see splitByLength.
+// EncodeTokens encodes tokenised texts.
 func (v *Vectorizer) EncodeTokens(ctx context.Context, toks []Tokens, kind Kind) ([][]float32, error) {
+	if v.passage == nil {
+		return nil, errors.New("vectorizer is closed")
+	}
+	ids := make([][]int64, len(toks))
+	for i, t := range toks {
+		ids[i] = t.IDs
+	}
+	if kind == Query {
+		return v.query.encode(ctx, ids)
+	}
+	return v.passage.encode(ctx, ids)
+}
+
+// torchEncoder runs a transformer on the Vectorizer's libtorch worker.
+type torchEncoder struct {
+	v *Vectorizer
+	m *transformer.Model
+}
+
+func (t *torchEncoder) close() {
+	_ = t.v.do(context.Background(), func() error { t.m.Close(); return nil })
+}
+
+// encode sorts texts by length and cuts them into forward passes so that
+// little work goes to padding: see splitByLength.
+func (t *torchEncoder) encode(ctx context.Context, toks [][]int64) ([][]float32, error) {
 	order := make([]int, len(toks))
 	for i := range order {
 		order[i] = i
 	}
-	sort.SliceStable(order, func(a, b int) bool { return len(toks[order[a]].IDs) > len(toks[order[b]].IDs) })
+	sort.SliceStable(order, func(a, b int) bool { return len(toks[order[a]]) > len(toks[order[b]]) })
 	lengths := make([]int, len(order))
 	for i, j := range order {
-		lengths[i] = len(toks[j].IDs)
+		lengths[i] = len(toks[j])
 	}
 	out := make([][]float32, len(toks))
-	model := v.passage
-	if kind == Query {
-		model = v.query
-	}
-	for _, r := range splitByLength(lengths, v.batch, passOverheadTokens) {
+	for _, r := range splitByLength(lengths, t.v.batch, passOverheadTokens) {
 		idx := order[r[0]:r[1]]
 		batch := make([][]int64, len(idx))
 		for i, j := range idx {
-			batch[i] = toks[j].IDs
+			batch[i] = toks[j]
 		}
 		var vecs [][]float32
-		err := v.do(ctx, func() error {
+		err := t.v.do(ctx, func() error {
 			var err error
-			vecs, err = v.forward(model, batch)
+			vecs, err = t.v.forward(t.m, batch)
 			return err
 		})
 		if err != nil {

@@ -13,7 +13,7 @@ import (
 // Config is the subset of a HuggingFace config.json that defines a BERT or
 // XLM-RoBERTa encoder.
 type Config struct {
-	ModelType                 string   `json:"model_type"` // "bert" or "xlm-roberta"
+	ModelType                 string   `json:"model_type"` // "bert", "xlm-roberta" or "static"
 	Architectures             []string `json:"architectures,omitempty"`
 	VocabSize                 int64    `json:"vocab_size"`
 	HiddenSize                int64    `json:"hidden_size"`
@@ -29,6 +29,19 @@ type Config struct {
 	PadTokenID                int64    `json:"pad_token_id"`
 	InitializerRange          float64  `json:"initializer_range"`
 	PositionEmbeddingType     string   `json:"position_embedding_type,omitempty"`
+	// EmbeddingSize is a static model's token vector width; its vectors
+	// are projected to HiddenSize when the two differ.
+	EmbeddingSize int64 `json:"embedding_size,omitempty"`
+}
+
+// Static is model_type of the static-embedding encoder (package static).
+const Static = "static"
+
+// StaticConfig describes a static encoder: a vocab x embedding table,
+// projected to hidden dimensions when they differ. maxTokens bounds a text.
+func StaticConfig(vocab, embedding, hidden, maxTokens int64) Config {
+	return Config{ModelType: Static, VocabSize: vocab, EmbeddingSize: embedding, HiddenSize: hidden,
+		MaxPositionEmbeddings: maxTokens, InitializerRange: 0.02}
 }
 
 // BERTConfig returns a BERT configuration of the given shape with
@@ -78,10 +91,12 @@ func WriteConfig(path string, c Config) error {
 func (c Config) Validate() error {
 	switch c.ModelType {
 	case "bert", "xlm-roberta":
+	case Static:
+		return c.validateStatic()
 	case "":
-		return errors.New("model_type is missing (want bert or xlm-roberta)")
+		return errors.New("model_type is missing (want bert, xlm-roberta or static)")
 	default:
-		return fmt.Errorf("model_type %q is not supported (want bert or xlm-roberta)", c.ModelType)
+		return fmt.Errorf("model_type %q is not supported (want bert, xlm-roberta or static)", c.ModelType)
 	}
 	for _, f := range []struct {
 		name string
@@ -112,6 +127,21 @@ func (c Config) Validate() error {
 	}
 	if c.MaxTokens() <= 0 {
 		return fmt.Errorf("max_position_embeddings %d leaves no positions after XLM-R's offset of %d", c.MaxPositionEmbeddings, c.PositionOffset())
+	}
+	return nil
+}
+
+func (c Config) validateStatic() error {
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{{"vocab_size", c.VocabSize}, {"embedding_size", c.EmbeddingSize}, {"hidden_size", c.HiddenSize}, {"max_position_embeddings", c.MaxPositionEmbeddings}} {
+		if f.v <= 0 {
+			return fmt.Errorf("%s must be positive for a static model, got %d", f.name, f.v)
+		}
+	}
+	if c.PadTokenID < 0 || c.PadTokenID >= c.VocabSize {
+		return fmt.Errorf("pad_token_id %d is outside the vocabulary of %d", c.PadTokenID, c.VocabSize)
 	}
 	return nil
 }
