@@ -91,25 +91,43 @@ func (b *batcher) run() {
 		}
 		batch := []*job{first}
 		longest := len(first.tokens.IDs)
-		timer := time.NewTimer(b.limits.MaxWait)
+		// With no MaxWait, take only what is already queued.
+		var timeout <-chan time.Time
+		var timer *time.Timer
+		if b.limits.MaxWait > 0 {
+			timer = time.NewTimer(b.limits.MaxWait)
+			timeout = timer.C
+		}
 	collect:
 		for len(batch) < b.limits.MaxTexts {
-			select {
-			case j, ok := <-b.queue:
-				if !ok {
+			var j *job
+			var ok bool
+			if timeout == nil {
+				select {
+				case j, ok = <-b.queue:
+				default:
 					break collect
 				}
-				l := max(longest, len(j.tokens.IDs))
-				if l*(len(batch)+1) > b.limits.MaxTokens {
-					carry = j
+			} else {
+				select {
+				case j, ok = <-b.queue:
+				case <-timeout:
 					break collect
 				}
-				batch, longest = append(batch, j), l
-			case <-timer.C:
+			}
+			if !ok {
 				break collect
 			}
+			l := max(longest, len(j.tokens.IDs))
+			if l*(len(batch)+1) > b.limits.MaxTokens {
+				carry = j
+				break collect
+			}
+			batch, longest = append(batch, j), l
 		}
-		timer.Stop()
+		if timer != nil {
+			timer.Stop()
+		}
 		b.metrics.queueDepth.WithLabelValues(b.kind.String()).Set(float64(len(b.queue)))
 		b.encode(batch)
 		if carry != nil && len(b.queue) == 0 {

@@ -108,7 +108,13 @@ func New(opts Options) (*Server, error) {
 	s.metrics = newMetrics(s.registry)
 	s.batchers = map[vectorizer.Kind]*batcher{}
 	for kind, m := range s.models {
-		s.batchers[kind] = newBatcher(m.Encoder, kind, opts.Limits, s.metrics)
+		limits := opts.Limits
+		if b, ok := m.Encoder.(interface{ Batches() bool }); ok && !b.Batches() {
+			// A text costs microseconds: waiting for company would cost
+			// more than it saves, so take whatever is queued at once.
+			limits.MaxWait = 0
+		}
+		s.batchers[kind] = newBatcher(m.Encoder, kind, limits, s.metrics)
 		s.metrics.modelInfo.WithLabelValues(kind.String(), m.Name, m.Type, strconv.Itoa(m.Dims()), m.Pooling).Set(1)
 	}
 	var err error

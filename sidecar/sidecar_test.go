@@ -361,3 +361,55 @@ func FuzzDecodeVectorsRequest(f *testing.F) {
 		}
 	})
 }
+
+// A static model is served unchanged: the vectors are the vectorizer's, and
+// texts are not held back waiting for a batch to fill.
+func TestStaticModel(t *testing.T) {
+	cfg, _ := vectorizer.StaticSizeConfig("tiny", 4000)
+	v, err := vectorizer.Load(vectorizertest.Model(t, cfg, vectorizer.DefaultOptions(), 3), vectorizer.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(v.Close)
+	opts := DefaultOptions()
+	opts.Limits.MaxWait = time.Hour // a transformer's batch would wait this long for company
+	opts.Passage = FromVectorizer("static", v)
+	s, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(func() { srv.Close(); s.Close() })
+	// Warm encodes a text per task type: with a one-hour MaxWait it would
+	// not return if the batcher waited.
+	if err := s.Warm(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := post(t, srv.URL+"/vectors", `{"text":"Wo liegt Berlin?","config":{"pooling_strategy":"masked_mean","task_type":"query"}}`)
+	if code != http.StatusOK {
+		t.Fatalf("status %d: %v", code, out)
+	}
+	want, err := v.Encode(context.Background(), []string{"Wo liegt Berlin?"}, vectorizer.Query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := vectorOf(t, out)
+	if len(got) != len(want[0]) {
+		t.Fatalf("%d dims, want %d", len(got), len(want[0]))
+	}
+	for i := range got {
+		if math.Abs(got[i]-float64(want[0][i])) > 1e-6 {
+			t.Fatalf("component %d: served %g, vectorizer %g", i, got[i], want[0][i])
+		}
+	}
+	var meta map[string]any
+	resp, err := http.Get(srv.URL + "/meta")
+	if err != nil {
+		t.Fatal(err)
+	}
+	json.NewDecoder(resp.Body).Decode(&meta)
+	resp.Body.Close()
+	if fmt.Sprint(meta["model_type"]) != "static" && !strings.Contains(fmt.Sprint(meta), "static") {
+		t.Errorf("/meta does not say the model is static: %v", meta)
+	}
+}

@@ -11,13 +11,15 @@ import (
 
 	"github.com/xling-ir/xling/internal/torchx"
 	"github.com/xling-ir/xling/vectorizer"
+	"github.com/xling-ir/xling/vectorizer/static"
 	"github.com/xling-ir/xling/vectorizer/transformer"
 )
 
 // Throughput measures training pairs per second on a model directory: the
 // step python3-torch's reference measures (InfoNCE over in-batch negatives
-// with temperature 0.05, backward, gradient clipping at 1, AdamW), on random
-// ids of one length. It runs three rounds of d/3 and returns the best.
+// with temperature 0.05, backward, gradient clipping at 1, AdamW; for a
+// static model the sparse AdamW, against SparseAdam), on random ids of one
+// length. It runs three rounds of d/3 and returns the best.
 func Throughput(ctx context.Context, modelDir string, batch, seq, threads int, d time.Duration) (float64, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -28,16 +30,6 @@ func Throughput(ctx context.Context, modelDir string, batch, seq, threads int, d
 	if err != nil {
 		return 0, err
 	}
-	m, err := transformer.New(cfg, gotch.CPU)
-	if err != nil {
-		return 0, err
-	}
-	defer m.Close()
-	if _, err := m.Load(filepath.Join(modelDir, vectorizer.WeightsFile)); err != nil {
-		return 0, err
-	}
-	opt := newAdamW(m.Names(), m.Params(), 0.01)
-	defer opt.close()
 	rng := rand.New(rand.NewPCG(1, 1))
 	randomIDs := func() [][]int64 {
 		out := make([][]int64, batch)
@@ -50,6 +42,35 @@ func Throughput(ctx context.Context, modelDir string, batch, seq, threads int, d
 		return out
 	}
 	queries, passages := randomIDs(), randomIDs()
+	if cfg.ModelType == transformer.Static {
+		m, err := static.New(cfg)
+		if err != nil {
+			return 0, err
+		}
+		if err := m.Load(filepath.Join(modelDir, vectorizer.WeightsFile)); err != nil {
+			return 0, err
+		}
+		opt := static.NewAdamW(m, 0.01)
+		c := static.Contrastive{Queries: queries, Passages: passages, Temperature: 0.05}
+		return bestOfThree(ctx, d, batch, func() error {
+			g := m.NewGrad()
+			if _, err := m.LossBackward(c, 1, g); err != nil {
+				return err
+			}
+			opt.Step(g, StaticLR, 1)
+			return nil
+		})
+	}
+	m, err := transformer.New(cfg, gotch.CPU)
+	if err != nil {
+		return 0, err
+	}
+	defer m.Close()
+	if _, err := m.Load(filepath.Join(modelDir, vectorizer.WeightsFile)); err != nil {
+		return 0, err
+	}
+	opt := newAdamW(m.Names(), m.Params(), 0.01)
+	defer opt.close()
 	step := func() {
 		var a torchx.Arena
 		defer a.Free()
@@ -58,7 +79,15 @@ func Throughput(ctx context.Context, modelDir string, batch, seq, threads int, d
 		infoNCE(&a, q, p, nil, 0.05, false).MustBackward()
 		opt.clipAndStep(3e-5, 1)
 	}
-	step() // warm-up
+	return bestOfThree(ctx, d, batch, func() error { step(); return nil })
+}
+
+// bestOfThree runs step once to warm up, then for three rounds of d/3, and
+// returns the best round's pairs per second.
+func bestOfThree(ctx context.Context, d time.Duration, batch int, step func() error) (float64, error) {
+	if err := step(); err != nil {
+		return 0, err
+	}
 	best := 0.0
 	for r := 0; r < 3; r++ {
 		n, start := 0, time.Now()
@@ -66,7 +95,9 @@ func Throughput(ctx context.Context, modelDir string, batch, seq, threads int, d
 			if err := ctx.Err(); err != nil {
 				return 0, err
 			}
-			step()
+			if err := step(); err != nil {
+				return 0, err
+			}
 			n += batch
 		}
 		best = max(best, float64(n)/time.Since(start).Seconds())

@@ -44,7 +44,7 @@ func needPyTorch(t *testing.T) {
 	}
 }
 
-// TestParityWithPyTorch compares xling's encoder with an independent
+// TestParityWithPyTorch compares xling's encoders with an independent
 // plain-PyTorch forward pass over the same safetensors file.
 func TestParityWithPyTorch(t *testing.T) {
 	needPyTorch(t)
@@ -61,6 +61,9 @@ func TestParityWithPyTorch(t *testing.T) {
 		{"bert-2-layer", transformer.BERTConfig(4000, 64, 2, 4, 128), vectorizer.DefaultOptions()},
 		{"xlmr-2-layer-cls", xlmr, cls},
 		{"bert-base-shaped", base, vectorizer.DefaultOptions()},
+		// The static encoder against nn.EmbeddingBag(mode="mean").
+		{"static", transformer.StaticConfig(4000, 64, 64, 512), vectorizer.DefaultOptions()},
+		{"static-projected", transformer.StaticConfig(4000, 64, 24, 512), vectorizer.DefaultOptions()},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

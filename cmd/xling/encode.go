@@ -145,8 +145,9 @@ func runTokenizerTrain(ctx context.Context, fs *flag.FlagSet, args []string) err
 
 func runBenchEncode(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	var o bench.EncodeOptions
-	fs.StringVar(&o.Model, "model", cli.Env("XLING_MODEL", ""), "model directory; empty means a random model of --size")
-	fs.StringVar(&o.Size, "size", "small", "random model size when no --model: tiny, small (4x256) or base (12x768)")
+	fs.StringVar(&o.Model, "model", cli.Env("XLING_MODEL", ""), "model directory; empty means a random model of --arch and --size")
+	fs.StringVar(&o.Arch, "arch", "transformer", "random model when no --model: transformer, or static (against nn.EmbeddingBag)")
+	fs.StringVar(&o.Size, "size", "small", "random model size when no --model: tiny, small (4x256) or base (12x768); static: its width")
 	fs.IntVar(&o.Batch, "batch", 32, "texts per forward pass")
 	fs.IntVar(&o.Seq, "seq", 64, "tokens per text")
 	fs.IntVar(&o.Threads, "threads", envInt("XLING_THREADS", 1), "libtorch threads, both sides (env XLING_THREADS)")
@@ -162,7 +163,8 @@ func runBenchEncode(ctx context.Context, fs *flag.FlagSet, args []string) error 
 
 func runBenchServe(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	var o bench.ServeOptions
-	fs.StringVar(&o.Model, "model", cli.Env("XLING_MODEL", ""), "model directory; empty means a random model of --size")
+	fs.StringVar(&o.Model, "model", cli.Env("XLING_MODEL", ""), "model directory; empty means a random model of --arch and --size")
+	fs.StringVar(&o.Arch, "arch", "transformer", "random model when no --model: transformer, or static (then also measured against a transformer of --size)")
 	fs.StringVar(&o.Size, "size", "small", "random model size when no --model: tiny, small or base")
 	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "load time per concurrency level")
 	fs.DurationVar(&o.Soak, "soak", 0, "also run concurrency 32 this long and report RSS growth (e.g. 10m)")

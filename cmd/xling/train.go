@@ -129,7 +129,8 @@ func runTrain(ctx context.Context, fs *flag.FlagSet, args []string) error {
 
 func runBenchTrain(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	var o bench.EncodeOptions
-	fs.StringVar(&o.Model, "model", "", "model directory; empty means a random model of --size")
+	fs.StringVar(&o.Model, "model", "", "model directory; empty means a random model of --arch and --size")
+	fs.StringVar(&o.Arch, "arch", "transformer", "random model when no --model: transformer, or static (against nn.EmbeddingBag + SparseAdam)")
 	fs.StringVar(&o.Size, "size", "small", "random model size when no --model: tiny, small or base")
 	fs.IntVar(&o.Batch, "batch", 32, "pairs per step")
 	fs.IntVar(&o.Seq, "seq", 64, "tokens per text")

@@ -16,11 +16,13 @@ import (
 	"github.com/xling-ir/xling/internal/shareddata"
 	"github.com/xling-ir/xling/vectorizer"
 	"github.com/xling-ir/xling/vectorizer/tokenize"
+	"github.com/xling-ir/xling/vectorizer/transformer"
 )
 
 // EncodeOptions configures an encoder benchmark.
 type EncodeOptions struct {
-	Model   string        // a model directory; empty means a random one of Size
+	Model   string        // a model directory; empty means a random one of Arch and Size
+	Arch    string        // transformer or static
 	Size    string        // tiny, small or base
 	Batch   int           // texts per forward pass
 	Seq     int           // tokens per text
@@ -28,10 +30,10 @@ type EncodeOptions struct {
 	Time    time.Duration // measuring time per side, in three rounds
 }
 
-// ModelDir returns opts.Model, or writes a random model of opts.Size (with a
-// tokenizer trained on the shared XQuAD-R sentences) into a temporary
-// directory that cleanup removes.
-func ModelDir(ctx context.Context, model, size string) (dir string, cleanup func(), err error) {
+// ModelDir returns model, or writes a random model of arch (transformer or
+// static) and size (with a tokenizer trained on the shared XQuAD-R
+// sentences) into a temporary directory that cleanup removes.
+func ModelDir(ctx context.Context, model, arch, size string) (dir string, cleanup func(), err error) {
 	if model != "" {
 		return model, func() {}, nil
 	}
@@ -51,7 +53,15 @@ func ModelDir(ctx context.Context, model, size string) (dir string, cleanup func
 	if size == "base" {
 		vocab = 30522 // BERT-base's embedding table, for a faithful shape
 	}
-	cfg, err := vectorizer.SizeConfig(size, vocab)
+	var cfg transformer.Config
+	switch arch {
+	case "transformer", "":
+		cfg, err = vectorizer.SizeConfig(size, vocab)
+	case "static":
+		cfg, err = vectorizer.StaticSizeConfig(size, vocab)
+	default:
+		err = fmt.Errorf("unknown architecture %q (want transformer or static)", arch)
+	}
 	if err != nil {
 		return "", nil, err
 	}
@@ -89,13 +99,24 @@ func bestRate(total time.Duration, perCall int, fn func() error) (float64, error
 	return best, nil
 }
 
+// Describe is a model's shape in a few words.
+func Describe(c transformer.Config) string {
+	if c.ModelType == transformer.Static {
+		if c.EmbeddingSize != c.HiddenSize {
+			return fmt.Sprintf("static, %d tokens x %d, projected to %d", c.VocabSize, c.EmbeddingSize, c.HiddenSize)
+		}
+		return fmt.Sprintf("static, %d tokens x %d", c.VocabSize, c.HiddenSize)
+	}
+	return fmt.Sprintf("%s, %d layers, %d hidden, %d heads", c.ModelType, c.NumHiddenLayers, c.HiddenSize, c.NumAttentionHeads)
+}
+
 // comparable returns the model directory both sides measure, once
 // python3-torch is known to be there.
 func comparable(ctx context.Context, opts EncodeOptions) (string, func(), error) {
 	if err := pytorchref.Available(ctx); err != nil {
 		return "", nil, err
 	}
-	return ModelDir(ctx, opts.Model, opts.Size)
+	return ModelDir(ctx, opts.Model, opts.Arch, opts.Size)
 }
 
 // Encode measures xling's encoder throughput and PyTorch's for the same
@@ -116,8 +137,7 @@ func Encode(ctx context.Context, w io.Writer, opts EncodeOptions) error {
 		return fmt.Errorf("--seq %d exceeds the model's maximum of %d tokens", opts.Seq, v.MaxTokens())
 	}
 	c := v.Config
-	fmt.Fprintf(w, "model %s: %s, %d layers, %d hidden, %d heads; batch %d, %d tokens per text, %d thread(s)\n",
-		dir, c.ModelType, c.NumHiddenLayers, c.HiddenSize, c.NumAttentionHeads, opts.Batch, opts.Seq, opts.Threads)
+	fmt.Fprintf(w, "model %s: %s; batch %d, %d tokens per text, %d thread(s)\n", dir, Describe(c), opts.Batch, opts.Seq, opts.Threads)
 
 	rng := rand.New(rand.NewPCG(1, 1))
 	toks := make([]vectorizer.Tokens, opts.Batch)
@@ -161,7 +181,11 @@ func Train(ctx context.Context, w io.Writer, opts EncodeOptions, step func(ctx c
 		return err
 	}
 	defer cleanup()
-	fmt.Fprintf(w, "model %s; batch %d pairs, %d tokens per text, %d thread(s); InfoNCE + backward + clip + AdamW\n", dir, opts.Batch, opts.Seq, opts.Threads)
+	cfg, err := transformer.ReadConfig(filepath.Join(dir, vectorizer.ConfigFile))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "model %s: %s; batch %d pairs, %d tokens per text, %d thread(s); InfoNCE + backward + clip + AdamW\n", dir, Describe(cfg), opts.Batch, opts.Seq, opts.Threads)
 	ours, err := step(ctx, dir, opts.Batch, opts.Seq, opts.Threads, opts.Time)
 	if err != nil {
 		return err

@@ -18,11 +18,13 @@ import (
 	"github.com/xling-ir/xling/internal/shareddata"
 	"github.com/xling-ir/xling/sidecar"
 	"github.com/xling-ir/xling/vectorizer"
+	"github.com/xling-ir/xling/vectorizer/transformer"
 )
 
 // ServeOptions configures a sidecar benchmark.
 type ServeOptions struct {
-	Model       string        // a model directory; empty means a random one of Size
+	Model       string        // a model directory; empty means a random one of Arch and Size
+	Arch        string        // transformer or static
 	Size        string        // tiny, small or base
 	Duration    time.Duration // per concurrency level
 	Concurrency []int         // levels to measure with batching
@@ -61,10 +63,12 @@ func histogramMean(s *sidecar.Server, name string) float64 {
 
 // Serve measures the sidecar on loopback: requests/s and latency at each
 // concurrency with dynamic batching, then at concurrency 32 without it (one
-// text per forward pass, as a plain inference container does). The last
-// line is "ratio <batched/unbatched>".
+// text per forward pass, as a plain inference container does). A static
+// model is also compared with a random transformer of the same size at
+// concurrency 32 ("static/transformer" line). The last line is
+// "ratio <batched/unbatched>".
 func Serve(ctx context.Context, w io.Writer, opts ServeOptions) error {
-	dir, cleanup, err := ModelDir(ctx, opts.Model, opts.Size)
+	dir, cleanup, err := ModelDir(ctx, opts.Model, opts.Arch, opts.Size)
 	if err != nil {
 		return err
 	}
@@ -78,35 +82,12 @@ func Serve(ctx context.Context, w io.Writer, opts ServeOptions) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "model %s: %s, %d layers, %d hidden; %d %s as task_type %s; %s per level\n",
-		dir, v.Config.ModelType, v.Config.NumHiddenLayers, v.Config.HiddenSize, len(texts), opts.Texts, taskType, opts.Duration)
+	fmt.Fprintf(w, "model %s: %s; %d %s as task_type %s; %s per level\n",
+		dir, Describe(v.Config), len(texts), opts.Texts, taskType, opts.Duration)
 
 	run := func(limits sidecar.BatchLimits, concurrency int, d time.Duration, tick func()) (LoadResult, error) {
-		o := sidecar.DefaultOptions()
-		o.Passage = sidecar.FromVectorizer(filepath.Base(dir), v)
-		o.Limits = limits
-		s, err := sidecar.New(o)
-		if err != nil {
-			return LoadResult{}, err
-		}
-		defer s.Close()
-		if err := s.Warm(ctx); err != nil {
-			return LoadResult{}, err
-		}
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return LoadResult{}, err
-		}
-		srv := &http.Server{Handler: s.Handler()}
-		go srv.Serve(l)
-		defer srv.Close()
-		r, err := load(ctx, "http://"+l.Addr().String()+"/vectors", texts, taskType, concurrency, d, tick)
-		r.MeanBatch = histogramMean(s, "xling_sidecar_batch_size")
-		r.MeanTokens = histogramMean(s, "xling_sidecar_batch_tokens")
-		r.MeanPass = time.Duration(histogramMean(s, "xling_sidecar_inference_duration_seconds") * float64(time.Second))
-		return r, err
+		return serveLoad(ctx, dir, v, limits, texts, taskType, concurrency, d, tick)
 	}
-
 	batched := sidecar.DefaultOptions().Limits
 	results := map[int]LoadResult{}
 	for _, c := range opts.Concurrency {
@@ -126,28 +107,9 @@ func Serve(ctx context.Context, w io.Writer, opts ServeOptions) error {
 	report(w, "unbatched", 32, u)
 
 	if opts.Soak > 0 {
-		start := rssBytes()
-		peak, warm := start, int64(0)
-		next := time.Now().Add(time.Minute)
-		r, err := run(batched, 32, opts.Soak, func() {
-			if time.Now().After(next) {
-				next = time.Now().Add(time.Minute)
-				rss := rssBytes()
-				peak = max(peak, rss)
-				if warm == 0 {
-					warm = rss // the allocator has reached its working set
-				}
-				var ms runtime.MemStats
-				runtime.ReadMemStats(&ms)
-				fmt.Fprintf(w, "soak: RSS %d MiB, Go heap in use %d MiB\n", rss>>20, ms.HeapInuse>>20)
-			}
-		})
-		if err != nil {
+		if err := soak(w, opts.Soak, func(tick func()) (LoadResult, error) { return run(batched, 32, opts.Soak, tick) }); err != nil {
 			return err
 		}
-		end := rssBytes()
-		fmt.Fprintf(w, "soak %s at concurrency 32: %.1f req/s, errors %d, RSS %d MiB at start, %d MiB after a minute, %d MiB at the end (%+.1f%% since the first minute), peak %d MiB\n",
-			opts.Soak, r.PerSecond, r.Errors, start>>20, warm>>20, end>>20, 100*float64(end-warm)/float64(max(warm, 1)), peak>>20)
 	}
 	b, ok := results[32]
 	if !ok {
@@ -155,8 +117,84 @@ func Serve(ctx context.Context, w io.Writer, opts ServeOptions) error {
 			return err
 		}
 	}
+	if v.Config.ModelType == transformer.Static {
+		// The same run serves a random transformer of the same size, the
+		// alternative the static model is meant to beat.
+		tdir, tcleanup, err := ModelDir(ctx, "", "transformer", opts.Size)
+		if err != nil {
+			return err
+		}
+		defer tcleanup()
+		tv, err := vectorizer.Load(tdir, vectorizer.LoadOptions{Threads: opts.Threads, BatchSize: 64})
+		if err != nil {
+			return err
+		}
+		t, err := serveLoad(ctx, tdir, tv, batched, texts, taskType, 32, opts.Duration, nil)
+		tv.Close()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "transformer (%s, %s) batched concurrency 32: %.1f req/s, p50 %s, errors %d\n",
+			opts.Size, Describe(tv.Config), t.PerSecond, t.P50.Round(10*time.Microsecond), t.Errors)
+		fmt.Fprintf(w, "static/transformer %.1f\n", b.PerSecond/t.PerSecond)
+	}
 	fmt.Fprintf(w, "ratio %.2f\n", b.PerSecond/u.PerSecond)
 	return nil
+}
+
+// soak runs load (concurrency 32 for the soak's length), printing RSS every
+// minute, and reports growth since the first minute.
+func soak(w io.Writer, d time.Duration, load func(tick func()) (LoadResult, error)) error {
+	start := rssBytes()
+	peak, warm := start, int64(0)
+	next := time.Now().Add(time.Minute)
+	r, err := load(func() {
+		if time.Now().After(next) {
+			next = time.Now().Add(time.Minute)
+			rss := rssBytes()
+			peak = max(peak, rss)
+			if warm == 0 {
+				warm = rss // the allocator has reached its working set
+			}
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			fmt.Fprintf(w, "soak: RSS %d MiB, Go heap in use %d MiB\n", rss>>20, ms.HeapInuse>>20)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	end := rssBytes()
+	fmt.Fprintf(w, "soak %s at concurrency 32: %.1f req/s, errors %d, RSS %d MiB at start, %d MiB after a minute, %d MiB at the end (%+.1f%% since the first minute), peak %d MiB\n",
+		d, r.PerSecond, r.Errors, start>>20, warm>>20, end>>20, 100*float64(end-warm)/float64(max(warm, 1)), peak>>20)
+	return nil
+}
+
+// serveLoad serves v with the given limits on a loopback port and loads it.
+func serveLoad(ctx context.Context, dir string, v *vectorizer.Vectorizer, limits sidecar.BatchLimits, texts []string, taskType string, concurrency int, d time.Duration, tick func()) (LoadResult, error) {
+	o := sidecar.DefaultOptions()
+	o.Passage = sidecar.FromVectorizer(filepath.Base(dir), v)
+	o.Limits = limits
+	s, err := sidecar.New(o)
+	if err != nil {
+		return LoadResult{}, err
+	}
+	defer s.Close()
+	if err := s.Warm(ctx); err != nil {
+		return LoadResult{}, err
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return LoadResult{}, err
+	}
+	srv := &http.Server{Handler: s.Handler()}
+	go srv.Serve(l)
+	defer srv.Close()
+	r, err := load(ctx, "http://"+l.Addr().String()+"/vectors", texts, taskType, concurrency, d, tick)
+	r.MeanBatch = histogramMean(s, "xling_sidecar_batch_size")
+	r.MeanTokens = histogramMean(s, "xling_sidecar_batch_tokens")
+	r.MeanPass = time.Duration(histogramMean(s, "xling_sidecar_inference_duration_seconds") * float64(time.Second))
+	return r, err
 }
 
 func report(w io.Writer, name string, c int, r LoadResult) {

@@ -1,5 +1,6 @@
 """An independent BERT / XLM-R encoder in plain PyTorch, for parity tests
-and benchmarks of xling's gotch encoder. It reads the same model directory
+and benchmarks of xling's gotch encoder, and a static-embedding encoder
+(nn.EmbeddingBag) for xling's Go one. It reads the same model directory
 (config.json, model.safetensors, xling.json) and shares no code with xling.
 
   encode: stdin {"ids": [[...], ...]} -> stdout {"vectors": [[...], ...]}
@@ -101,6 +102,95 @@ class Encoder(torch.nn.Module):
         return v
 
 
+class StaticEncoder(torch.nn.Module):
+    """model_type static: token vectors averaged by nn.EmbeddingBag (pad
+    excluded), an optional linear projection, L2 normalisation."""
+
+    def __init__(self, model_dir, sparse=False):
+        super().__init__()
+        with open(os.path.join(model_dir, "config.json")) as f:
+            self.cfg = json.load(f)
+        w = load_safetensors(os.path.join(model_dir, "model.safetensors"))
+        emb = w["embeddings.weight"]
+        self.bag = torch.nn.EmbeddingBag(emb.shape[0], emb.shape[1], mode="mean", sparse=sparse,
+                                         padding_idx=self.cfg.get("pad_token_id", 0))
+        with torch.no_grad():
+            self.bag.weight.copy_(emb)
+        self.proj = None
+        if "projection.weight" in w:
+            self.proj = torch.nn.Linear(emb.shape[1], w["projection.weight"].shape[0])
+            with torch.no_grad():
+                self.proj.weight.copy_(w["projection.weight"])
+                self.proj.bias.copy_(w["projection.bias"])
+
+    def encode(self, ids):
+        v = self.bag(ids)
+        if self.proj is not None:
+            v = self.proj(v)
+        return F.normalize(v, dim=-1)
+
+
+def static_main(args):
+    enc = StaticEncoder(args.model, sparse=args.mode == "train")
+    pad_id = enc.cfg.get("pad_token_id", 0)
+    if args.mode == "encode":
+        req = json.load(sys.stdin)
+        ids, _ = pad(req["ids"], pad_id)
+        with torch.no_grad():
+            vecs = enc.encode(ids)
+        json.dump({"vectors": vecs.tolist()}, sys.stdout)
+        return
+    gen = torch.Generator().manual_seed(1)
+    vocab = enc.cfg["vocab_size"]
+    ids = torch.randint(5, vocab, (args.batch, args.seq), generator=gen)
+    if args.mode == "bench":
+        with torch.no_grad():
+            rate = best_rate(args, lambda: enc.encode(ids), args.batch)
+        json.dump({"sentences_per_second": rate}, sys.stdout)
+        return
+    # train: InfoNCE over in-batch negatives, sparse gradients for the table
+    # (SparseAdam), clipped to a global norm of 1, as the Go side does.
+    passages = torch.randint(5, vocab, (args.batch, args.seq), generator=gen)
+    opts = [torch.optim.SparseAdam([enc.bag.weight], lr=0.05)]
+    if enc.proj is not None:
+        opts.append(torch.optim.AdamW(enc.proj.parameters(), lr=0.05, weight_decay=0.01))
+
+    def step():
+        for o in opts:
+            o.zero_grad()
+        logits = enc.encode(ids) @ enc.encode(passages).T / args.temperature
+        F.cross_entropy(logits, torch.arange(args.batch)).backward()
+        g = enc.bag.weight.grad.coalesce()
+        enc.bag.weight.grad = g
+        sq = g._values().pow(2).sum()
+        if enc.proj is not None:
+            sq = sq + sum(p.grad.pow(2).sum() for p in enc.proj.parameters())
+        norm = sq.sqrt()
+        if norm > 1:
+            enc.bag.weight.grad = g * (1 / (norm + 1e-6))
+            if enc.proj is not None:
+                for p in enc.proj.parameters():
+                    p.grad.mul_(1 / (norm + 1e-6))
+        for o in opts:
+            o.step()
+
+    json.dump({"pairs_per_second": best_rate(args, step, args.batch)}, sys.stdout)
+
+
+def best_rate(args, fn, per_call):
+    """The best of three rounds: on a shared machine the fastest round is the
+    one least disturbed by other work. The Go side does the same."""
+    fn()  # warm-up
+    best = 0.0
+    for _ in range(3):
+        n, start = 0, time.perf_counter()
+        while time.perf_counter() - start < args.seconds / 3:
+            fn()
+            n += per_call
+        best = max(best, n / (time.perf_counter() - start))
+    return best
+
+
 def set_blas_threads(n):
     """OpenBLAS keeps its own pool, which torch.set_num_threads leaves alone;
     xling's Go side limits it the same way."""
@@ -137,6 +227,10 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     set_blas_threads(args.threads)
+    with open(os.path.join(args.model, "config.json")) as f:
+        if json.load(f).get("model_type") == "static":
+            static_main(args)
+            return
     enc = Encoder(args.model)
     pad_id = enc.cfg.get("pad_token_id", 0)
     vocab = enc.cfg["vocab_size"]
@@ -152,22 +246,10 @@ def main():
     gen = torch.Generator().manual_seed(1)
     ids = torch.randint(5, vocab, (args.batch, args.seq), generator=gen)
     mask = torch.ones_like(ids)
-    def best_rate(fn, per_call):
-        # The best of three rounds: on a shared machine the fastest round is
-        # the one least disturbed by other work. The Go side does the same.
-        fn()  # warm-up
-        best = 0.0
-        for _ in range(3):
-            n, start = 0, time.perf_counter()
-            while time.perf_counter() - start < args.seconds / 3:
-                fn()
-                n += per_call
-            best = max(best, n / (time.perf_counter() - start))
-        return best
 
     if args.mode == "bench":
         with torch.no_grad():
-            rate = best_rate(lambda: enc.pool(enc(ids, mask), mask), args.batch)
+            rate = best_rate(args, lambda: enc.pool(enc(ids, mask), mask), args.batch)
         json.dump({"sentences_per_second": rate}, sys.stdout)
         return
 
@@ -185,7 +267,7 @@ def main():
         torch.nn.utils.clip_grad_norm_(enc.parameters(), 1.0)
         opt.step()
 
-    json.dump({"pairs_per_second": best_rate(step, args.batch)}, sys.stdout)
+    json.dump({"pairs_per_second": best_rate(args, step, args.batch)}, sys.stdout)
 
 
 if __name__ == "__main__":

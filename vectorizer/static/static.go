@@ -154,7 +154,7 @@ func (m *Model) LoadTensors(tensors map[string]safetensors.Tensor, source string
 // trace is what encoding one text leaves for its backward pass.
 type trace struct {
 	ids    []int64
-	mean   []float32 // pooled token vectors [embedding]
+	mean   []float32 // pooled token vectors [embedding]; without a projection, the vector itself
 	norm   float64   // |projected mean| before normalisation
 	vector []float32 // the output [hidden]
 }
@@ -172,10 +172,7 @@ func (m *Model) encode(ids []int64, normalize bool) (trace, error) {
 		if id == m.Config.PadTokenID {
 			continue
 		}
-		row := m.Emb[int(id)*e : (int(id)+1)*e]
-		for j, x := range row {
-			t.mean[j] += x
-		}
+		addTo(t.mean, m.Emb[int(id)*e:(int(id)+1)*e])
 		n++
 	}
 	if n > 0 {
@@ -197,14 +194,36 @@ func (m *Model) encode(ids []int64, normalize bool) (trace, error) {
 	}
 	t.norm = math.Sqrt(sq)
 	if normalize {
-		out := make([]float32, len(t.vector))
-		inv := 1 / math.Max(t.norm, 1e-12)
+		// In place: backward needs the norm, not the raw vector, and needs
+		// the mean (which the vector aliases without a projection) only for
+		// a projection's gradient.
+		inv := float32(1 / math.Max(t.norm, 1e-12))
 		for i, x := range t.vector {
-			out[i] = float32(float64(x) * inv)
+			t.vector[i] = x * inv
 		}
-		t.vector = out
 	}
 	return t, nil
+}
+
+// addTo adds src to dst (the same length), eight lanes at a time: the
+// compiler drops the bounds checks and keeps the lanes in registers.
+func addTo(dst, src []float32) {
+	src = src[:len(dst)]
+	i := 0
+	for ; i+8 <= len(dst); i += 8 {
+		d, s := dst[i:i+8:i+8], src[i:i+8:i+8]
+		d[0] += s[0]
+		d[1] += s[1]
+		d[2] += s[2]
+		d[3] += s[3]
+		d[4] += s[4]
+		d[5] += s[5]
+		d[6] += s[6]
+		d[7] += s[7]
+	}
+	for ; i < len(dst); i++ {
+		dst[i] += src[i]
+	}
 }
 
 // Encode returns one vector per text of token ids, spread over the cores
