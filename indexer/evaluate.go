@@ -7,10 +7,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/weaviate/weaviate-go-client/v4/weaviate"
-	"github.com/weaviate/weaviate-go-client/v4/weaviate/filters"
-	"github.com/weaviate/weaviate-go-client/v4/weaviate/graphql"
-
 	"github.com/xling-ir/xling/eval"
 	"github.com/xling-ir/xling/qa"
 )
@@ -22,17 +18,18 @@ const (
 	Multi = "multi" // pool of every language
 )
 
-// Method is how a query is run: dense vectors, or Weaviate's BM25.
+// Method is how a query is run: dense vectors, Weaviate's BM25, or both fused.
 type Method string
 
 const (
-	Dense Method = "dense" // nearVector with the question's vector
-	BM25  Method = "bm25"  // Weaviate's bm25 on the text property
+	Dense  Method = "dense"  // nearVector with the question's vector
+	Hybrid Method = "hybrid" // Weaviate's hybrid: BM25 and the vector, relative-score fusion, alpha 0.5
+	BM25   Method = "bm25"   // Weaviate's bm25 on the text property
 )
 
 // Evaluator ranks a dataset's questions inside Weaviate.
 type Evaluator struct {
-	Client      *weaviate.Client
+	Search      *Searcher
 	Class       string
 	Depth       int // results per query; metrics are cut there (default 100)
 	Concurrency int // queries in flight (default 8)
@@ -108,6 +105,12 @@ func (e *Evaluator) Evaluate(ctx context.Context, ds *qa.Dataset, method Method,
 		return nil, nil, fmt.Errorf("evaluate: %d query vectors for %d questions", len(vectors), len(ds.Questions))
 	}
 	rel := relevance(ds)
+	// Hits name objects by id; the candidate they are is found by the id
+	// Docs gives it, whatever the collection holds besides.
+	keys := map[string]int{}
+	for _, d := range Docs(ds, Sentence) {
+		keys[d.ID.String()] = d.Key
+	}
 	var tasks []task
 	for qi, q := range ds.Questions {
 		for _, lang := range ds.Languages {
@@ -132,7 +135,7 @@ func (e *Evaluator) Evaluate(ctx context.Context, ds *qa.Dataset, method Method,
 			defer wg.Done()
 			for i := range jobs {
 				t := tasks[i]
-				ranking, scores, err := e.query(ctx, method, ds.Questions[t.q].Text, vectorOf(vectors, t.q), t.target, depth)
+				ranking, scores, err := e.query(ctx, method, ds, keys, ds.Questions[t.q].Text, vectorOf(vectors, t.q), t.target, depth)
 				if err != nil {
 					select {
 					case errs <- fmt.Errorf("question %s (%s) in the %s pool: %w", ds.Questions[t.q].ID, ds.Questions[t.q].Lang, t.target, err):
@@ -174,41 +177,34 @@ func vectorOf(v [][]float32, i int) []float32 {
 	return v[i]
 }
 
-func (e *Evaluator) query(ctx context.Context, method Method, text string, vector []float32, target string, depth int) ([]int, []float64, error) {
-	get := e.Client.GraphQL().Get().WithClassName(e.Class).WithLimit(depth).
-		WithFields(graphql.Field{Name: "key"}, graphql.Field{Name: "_additional", Fields: []graphql.Field{{Name: "distance"}, {Name: "score"}}})
-	if method == BM25 {
-		get = get.WithBM25(e.Client.GraphQL().Bm25ArgBuilder().WithQuery(text).WithProperties("text"))
-	} else {
-		get = get.WithNearVector(e.Client.GraphQL().NearVectorArgBuilder().WithVector(vector))
-	}
+// query ranks the pool of target ("all": every language of ds) for one
+// question, as candidate keys with their scores.
+func (e *Evaluator) query(ctx context.Context, method Method, ds *qa.Dataset, keys map[string]int, text string, vector []float32, target string, depth int) ([]int, []float64, error) {
+	q := Query{Class: e.Class, Limit: depth, Langs: ds.Languages}
 	if target != "all" {
-		get = get.WithWhere(filters.Where().WithPath([]string{"lang"}).WithOperator(filters.Equal).WithValueText(target))
+		q.Langs = []string{target}
 	}
-	resp, err := get.Do(ctx)
+	switch method {
+	case BM25:
+		q.Text = text
+	case Hybrid:
+		q.Text, q.Vector, q.Hybrid, q.Alpha = text, vector, true, 0.5
+	default:
+		q.Vector = vector
+	}
+	hits, err := e.Search.Search(ctx, q)
 	if err != nil {
 		return nil, nil, err
 	}
-	if len(resp.Errors) > 0 {
-		return nil, nil, fmt.Errorf("graphql: %s", resp.Errors[0].Message)
-	}
-	hits, _ := resp.Data["Get"].(map[string]any)[e.Class].([]any)
 	ranking := make([]int, 0, len(hits))
 	scores := make([]float64, 0, len(hits))
 	for _, h := range hits {
-		m := h.(map[string]any)
-		key, _ := m["key"].(float64)
-		ranking = append(ranking, int(key))
-		add, _ := m["_additional"].(map[string]any)
-		if d, ok := add["distance"].(float64); ok {
-			scores = append(scores, 1-d)
-		} else if s, ok := add["score"].(string); ok {
-			var f float64
-			fmt.Sscan(s, &f)
-			scores = append(scores, f)
-		} else {
-			scores = append(scores, 0)
+		key, ok := keys[h.ID]
+		if !ok {
+			return nil, nil, fmt.Errorf("collection %s holds object %s, which is no candidate of %s (%s): index it from the same dataset", e.Class, h.ID, ds.Name, strings.Join(ds.Languages, ","))
 		}
+		ranking = append(ranking, key)
+		scores = append(scores, h.Score)
 	}
 	return ranking, scores, nil
 }

@@ -62,10 +62,35 @@ func TestEvaluateInWeaviate(t *testing.T) {
 	if err := im.Import(ctx, docs, cvecs); err != nil {
 		t.Fatal(err)
 	}
-	ev := &Evaluator{Client: client, Class: "MlqaR", Depth: 100}
+	search, err := DialSearch(Connection{URL: srv.URL(), GRPC: srv.GRPCHost})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer search.Close()
+	ev := &Evaluator{Search: search, Class: "MlqaR", Depth: 100}
 	dense, runs, err := ev.Evaluate(ctx, ds, Dense, qvecs)
 	if err != nil {
 		t.Fatal(err)
+	}
+
+	// A language subset of the indexed dataset: its candidates keep their
+	// identity, and its multilingual pool is its own languages only.
+	de, err := qa.LoadLAReQA(filepath.Join(dir, "mlqa-r"), []string{"de"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deVecs := make([][]float32, 0, len(de.Questions))
+	for i, q := range ds.Questions {
+		if q.Lang == "de" {
+			deVecs = append(deVecs, qvecs[i])
+		}
+	}
+	sub, _, err := ev.Evaluate(ctx, de, Dense, deVecs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(sub.PairMAP["de->de"]-dense.PairMAP["de->de"]) > 1e-9 || math.Abs(sub.Multi.MAP-dense.PairMAP["de->de"]) > 1e-9 {
+		t.Errorf("de alone: de->de %.6f, multi %.6f; in de+es de->de was %.6f", sub.PairMAP["de->de"], sub.Multi.MAP, dense.PairMAP["de->de"])
 	}
 
 	// The same rankings, exactly, in Go.
@@ -106,6 +131,16 @@ func TestEvaluateInWeaviate(t *testing.T) {
 	t.Logf("bm25: mono %.4f cross %.4f multi %.4f; top-10 shares %v", bm25.Mono.MAP, bm25.Cross.MAP, bm25.Multi.MAP, bm25.Top10Share)
 	if bm25.Mono.MAP < 0.1 {
 		t.Errorf("BM25 monolingual mAP %.4f is not clearly above chance", bm25.Mono.MAP)
+	}
+	// Hybrid fuses the two: at least as good as the weaker in the
+	// monolingual setting, where BM25 carries it.
+	hybrid, _, err := ev.Evaluate(ctx, ds, Hybrid, qvecs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("hybrid: mono %.4f cross %.4f multi %.4f", hybrid.Mono.MAP, hybrid.Cross.MAP, hybrid.Multi.MAP)
+	if hybrid.Mono.MAP < min(bm25.Mono.MAP, dense.Mono.MAP) {
+		t.Errorf("hybrid monolingual mAP %.4f is below both BM25's %.4f and dense's %.4f", hybrid.Mono.MAP, bm25.Mono.MAP, dense.Mono.MAP)
 	}
 }
 

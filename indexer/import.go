@@ -73,17 +73,14 @@ type Connection struct {
 
 // Connect builds a client that imports over gRPC.
 func Connect(c Connection) (*weaviate.Client, error) {
-	scheme, host, ok := strings.Cut(c.URL, "://")
-	if !ok || host == "" {
-		return nil, fmt.Errorf("weaviate URL %q: want scheme://host:port", c.URL)
+	gh, secure, err := grpcHost(c)
+	if err != nil {
+		return nil, err
 	}
+	scheme, host, _ := strings.Cut(c.URL, "://")
 	// No start-up wait: a restarting Weaviate is the importer's retries' job.
 	cfg := weaviate.Config{Host: host, Scheme: scheme}
-	grpcHost := c.GRPC
-	if grpcHost == "" {
-		grpcHost = strings.Split(host, ":")[0] + ":50051"
-	}
-	cfg.GrpcConfig = &wgrpc.Config{Host: grpcHost, Secured: scheme == "https"}
+	cfg.GrpcConfig = &wgrpc.Config{Host: gh, Secured: secure}
 	if c.APIKey != "" {
 		cfg.AuthConfig = auth.ApiKey{Value: c.APIKey}
 	}

@@ -71,8 +71,12 @@ func (c collectionFlags) open() (*qa.Dataset, *weaviate.Client, string, error) {
 	if class == "" {
 		class = className(ds.Name)
 	}
-	client, err := indexer.Connect(indexer.Connection{URL: *c.url, GRPC: *c.grpc, APIKey: *c.apiKey})
+	client, err := indexer.Connect(c.connection())
 	return ds, client, class, err
+}
+
+func (c collectionFlags) connection() indexer.Connection {
+	return indexer.Connection{URL: *c.url, GRPC: *c.grpc, APIKey: *c.apiKey}
 }
 
 func runIndex(ctx context.Context, fs *flag.FlagSet, args []string) error {
@@ -135,11 +139,13 @@ func runIndex(ctx context.Context, fs *flag.FlagSet, args []string) error {
 }
 
 // runEval evaluates a collection made by `xling index`: dense retrieval
-// with --model's query vectors, and Weaviate's BM25 on the same collection.
+// with --model's query vectors, and Weaviate's BM25 and hybrid search on the
+// same collection.
 func runEval(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	coll := addCollectionFlags(fs)
 	model := fs.String("model", cli.Env("XLING_MODEL", ""), "model directory for query vectors; empty evaluates BM25 only (env XLING_MODEL)")
 	bm25 := fs.Bool("bm25", true, "also evaluate Weaviate's BM25 as a baseline")
+	hybrid := fs.Bool("hybrid", true, "with --model, also evaluate Weaviate's hybrid search (BM25 + vector, alpha 0.5)")
 	depth := fs.Int("depth", 100, "results per query; mAP and recall are cut there")
 	concurrency := fs.Int("concurrency", 8, "queries in flight")
 	out := fs.String("out", "eval", "directory for report.json, report.md and TREC run/qrels files")
@@ -150,14 +156,19 @@ func runEval(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	if *model == "" && !*bm25 {
 		return fmt.Errorf("%w: give --model, --bm25, or both", cli.ErrUsage)
 	}
-	ds, client, class, err := coll.open()
+	ds, _, class, err := coll.open()
 	if err != nil {
 		return err
 	}
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return err
 	}
-	ev := &indexer.Evaluator{Client: client, Class: class, Depth: *depth, Concurrency: *concurrency}
+	search, err := indexer.DialSearch(coll.connection())
+	if err != nil {
+		return err
+	}
+	defer search.Close()
+	ev := &indexer.Evaluator{Search: search, Class: class, Depth: *depth, Concurrency: *concurrency}
 	var reports []*indexer.Report
 	evaluate := func(method indexer.Method, vecs [][]float32) error {
 		logger().Info("evaluating in weaviate", "method", method, "questions", len(ds.Questions), "collection", class)
@@ -185,6 +196,11 @@ func runEval(ctx context.Context, fs *flag.FlagSet, args []string) error {
 		}
 		if err := evaluate(indexer.Dense, vecs); err != nil {
 			return err
+		}
+		if *hybrid {
+			if err := evaluate(indexer.Hybrid, vecs); err != nil {
+				return err
+			}
 		}
 	}
 	if *bm25 {
