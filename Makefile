@@ -1,6 +1,7 @@
 # xling: two entry points, both installing what they need first.
 #   make test   deps + weaviate + helm + vet + the whole test suite (chart included)
-#   make demo   (arrives with the experiment)
+#   make demo   deps + weaviate + the study's reduced default (about 15 minutes on
+#               2 cores): report in study/report.md
 # Builds are cached under .build/ (git-ignored) and in the Go caches.
 
 WEAVIATE_VERSION := v1.35.2
@@ -10,7 +11,7 @@ HELM_VERSION := v3.17.3
 HELM_BIN := $(BUILD)/bin/helm
 GO_TEST_FLAGS ?= -timeout 45m
 
-.PHONY: deps weaviate helm chart build vet test clean
+.PHONY: deps weaviate helm chart build vet test demo clean
 
 deps:
 	@./scripts/deps.sh
@@ -48,6 +49,11 @@ test: deps weaviate helm
 	go vet ./...
 	OMP_WAIT_POLICY=PASSIVE XLING_WEAVIATE_BIN=$(WEAVIATE_BIN) XLING_HELM_BIN=$(HELM_BIN) go test $(GO_TEST_FLAGS) ./...
 	go test -run '^$$' -fuzz FuzzDecodeVectorsRequest -fuzztime 20s ./sidecar
+
+# The study with its demo budget: one seed, sampled questions; rerunning
+# resumes. `xling experiment --budget full` runs the whole study.
+demo: deps weaviate build
+	XLING_WEAVIATE_BIN=$(WEAVIATE_BIN) $(BUILD)/bin/xling experiment --budget demo --out study
 
 clean:
 	rm -rf $(BUILD) go.work go.work.sum

@@ -214,3 +214,36 @@ func splitSentences(text string) [][2]int {
 	}
 	return out
 }
+
+// Sample keeps the questions of the first n question ids (in sorted order),
+// in every language, and every candidate: a smaller evaluation with the
+// same pools, the same for everyone who asks for n. n <= 0 keeps all.
+func (ds *Dataset) Sample(n int) *Dataset {
+	if n <= 0 {
+		return ds
+	}
+	ids := map[string]bool{}
+	for _, q := range ds.Questions {
+		ids[q.ID] = true
+	}
+	if len(ids) <= n {
+		return ds
+	}
+	sorted := make([]string, 0, len(ids))
+	for id := range ids {
+		sorted = append(sorted, id)
+	}
+	sort.Strings(sorted)
+	keep := map[string]bool{}
+	for _, id := range sorted[:n] {
+		keep[id] = true
+	}
+	out := *ds
+	out.Questions = nil
+	for _, q := range ds.Questions {
+		if keep[q.ID] {
+			out.Questions = append(out.Questions, q)
+		}
+	}
+	return &out
+}

@@ -148,6 +148,7 @@ func runEval(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	hybrid := fs.Bool("hybrid", true, "with --model, also evaluate Weaviate's hybrid search (BM25 + vector, alpha 0.5)")
 	depth := fs.Int("depth", 100, "results per query; mAP and recall are cut there")
 	concurrency := fs.Int("concurrency", 8, "queries in flight")
+	sample := fs.Int("max-questions", 0, "evaluate the questions of the first N question ids only (every pool whole), as a sampled study does; 0 means all")
 	out := fs.String("out", "eval", "directory for report.json, report.md and TREC run/qrels files")
 	threads := fs.Int("threads", envInt("XLING_THREADS", 1), "libtorch threads (env XLING_THREADS)")
 	if err := fs.Parse(args); err != nil {
@@ -160,6 +161,7 @@ func runEval(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	if err != nil {
 		return err
 	}
+	ds = ds.Sample(*sample)
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return err
 	}

@@ -52,6 +52,7 @@ func commands() []cli.Command {
 		{Name: "bench train", Summary: "training pairs/s against python3-torch, same run", Run: runBenchTrain},
 		{Name: "index", Summary: "load a LAReQA dataset's candidates into a Weaviate collection", Run: runIndex},
 		{Name: "eval", Summary: "evaluate an indexed dataset inside Weaviate: mono, cross, multilingual; dense and BM25", Run: runEval},
+		{Name: "experiment", Summary: "the study: train every batch mode, evaluate zero-shot inside Weaviate, write the report", Run: runExperiment},
 		{Name: "serve", Summary: "serve a model to Weaviate as its text2vec-transformers inference container", Run: runServe},
 		{Name: "tokenizer train", Summary: "train a WordPiece tokenizer.json on text files", Run: runTokenizerTrain},
 		{Name: "bench encode", Summary: "encoder throughput against python3-torch, same run", Run: runBenchEncode},

@@ -1,0 +1,464 @@
+package experiment
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/xling-ir/xling/indexer"
+	"github.com/xling-ir/xling/internal/localweaviate"
+	"github.com/xling-ir/xling/qa"
+	"github.com/xling-ir/xling/trainer"
+	"github.com/xling-ir/xling/vectorizer"
+)
+
+// Options says where a study runs; none of it changes the numbers.
+type Options struct {
+	Out     string // run directory: models, evaluations, report
+	DataDir string // holds the datasets the config names
+	// Weaviate to evaluate in; an empty URL starts a local one whose data
+	// lives in Out/weaviate, so a resumed study finds its collections.
+	Weaviate indexer.Connection
+	Threads  int
+	Logger   *slog.Logger
+	Progress io.Writer // the importer's progress bar; nil for none
+}
+
+// Untrained and the baselines' names in the results.
+const (
+	Untrained    = "untrained"
+	BM25         = "bm25"
+	HybridSearch = "hybrid-search" // Weaviate's hybrid search with the hybrid model's vectors
+)
+
+// Result is one method's evaluation of one direction with one seed.
+type Result struct {
+	Method     string          `json:"method"` // a batch mode, untrained, bm25 or hybrid-search
+	Seed       uint64          `json:"seed"`
+	Model      string          `json:"model,omitempty"` // model directory, relative to Out
+	Collection string          `json:"collection"`
+	Run        string          `json:"trec_run"` // TREC run file, relative to Out
+	Report     *indexer.Report `json:"report"`
+}
+
+// study is a run in progress.
+type study struct {
+	cfg  Config
+	opts Options
+	log  *slog.Logger
+}
+
+// Run runs (or resumes) the study and writes report.json, report.md and the
+// charts to opts.Out. Finished models and evaluations are reused: each is
+// written only when complete, so an interrupted study loses at most the one
+// in progress.
+func Run(ctx context.Context, cfg Config, budget string, opts Options) (*Report, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &study{cfg: cfg, opts: opts, log: opts.Logger}
+	if err := os.MkdirAll(opts.Out, 0o755); err != nil {
+		return nil, err
+	}
+	if err := s.claim(budget); err != nil {
+		return nil, err
+	}
+	started := time.Now()
+	sums, err := s.checksums()
+	if err != nil {
+		return nil, err
+	}
+
+	// Training needs no database: all models first.
+	for _, d := range cfg.Directions {
+		if err := s.train(ctx, d); err != nil {
+			return nil, err
+		}
+	}
+
+	conn := opts.Weaviate
+	if conn.URL == "" {
+		s.log.Info("starting a local Weaviate", "data", filepath.Join(opts.Out, "weaviate"))
+		srv, err := localweaviate.Start(ctx, localweaviate.Options{DataDir: filepath.Join(opts.Out, "weaviate"), Logger: s.log,
+			Env: map[string]string{"QUERY_MAXIMUM_RESULTS": "10000"}})
+		if err != nil {
+			return nil, err
+		}
+		defer srv.Stop()
+		conn = indexer.Connection{URL: srv.URL(), GRPC: srv.GRPCHost}
+	}
+	client, err := indexer.Connect(conn)
+	if err != nil {
+		return nil, err
+	}
+	meta, err := client.Misc().MetaGetter().Do(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("weaviate at %s: %w", conn.URL, err)
+	}
+	search, err := indexer.DialSearch(conn)
+	if err != nil {
+		return nil, err
+	}
+	defer search.Close()
+	ev := &evaluator{study: s, import_: func(class string) *indexer.Importer {
+		return &indexer.Importer{Client: client, Class: class, Logger: s.log, Progress: opts.Progress}
+	}, search: search}
+
+	rep := &Report{Config: cfg, Budget: budget, Started: started, Data: sums, Versions: versions(meta.Version)}
+	for _, d := range cfg.Directions {
+		dr, err := ev.direction(ctx, d)
+		if err != nil {
+			return nil, err
+		}
+		rep.Directions = append(rep.Directions, *dr)
+	}
+	rep.Finished = time.Now()
+	rep.summarise()
+	if err := rep.write(opts.Out); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+// claim records the study's config in Out, or checks that a resumed study
+// is the same one.
+func (s *study) claim(budget string) error {
+	path := filepath.Join(s.opts.Out, "study.json")
+	want, _ := json.MarshalIndent(struct {
+		Budget string `json:"budget"`
+		Config Config `json:"config"`
+	}{budget, s.cfg}, "", "  ")
+	have, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return os.WriteFile(path, append(want, '\n'), 0o644)
+	}
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(string(have)) != strings.TrimSpace(string(want)) {
+		return fmt.Errorf("%s holds another study (see its study.json): resume it with the same config and budget, or choose another --out", s.opts.Out)
+	}
+	return nil
+}
+
+// source resolves a dataset name under the data directory.
+func (s *study) source(name string) string {
+	if filepath.IsAbs(name) {
+		return name
+	}
+	return filepath.Join(s.opts.DataDir, name)
+}
+
+// loadTrain reads a direction's training data: LAReQA directories or
+// SQuAD-format FILE.json:LANG.
+func (s *study) loadTrain(d Direction) ([]trainer.Item, error) {
+	var items []trainer.Item
+	for _, src := range d.Train {
+		var ds *qa.Dataset
+		var err error
+		if path, lang, ok := strings.Cut(src, ".json:"); ok {
+			ds, err = qa.LoadSQuAD(s.source(path+".json"), lang)
+		} else {
+			ds, err = qa.LoadLAReQA(s.source(src), nil)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("training data of %s: %w", d.Name(), err)
+		}
+		items = append(items, trainer.Items(ds)...)
+	}
+	return items, nil
+}
+
+func (s *study) runDir(d Direction, mode string, seed uint64) string {
+	return filepath.Join(s.opts.Out, "runs", d.key(), fmt.Sprintf("%s-seed%d", mode, seed))
+}
+
+// train trains every mode and seed of d that has not finished.
+func (s *study) train(ctx context.Context, d Direction) error {
+	items, err := s.loadTrain(d)
+	if err != nil {
+		return err
+	}
+	// One split for every model: the same data, whatever the mode or seed.
+	train, valid := trainer.Split(items, 0.05, 1)
+	for _, seed := range s.cfg.Seeds {
+		for _, mode := range s.cfg.Modes {
+			dir := s.runDir(d, mode, seed)
+			if _, err := os.Stat(filepath.Join(dir, "done.json")); err == nil {
+				continue
+			}
+			c := trainer.DefaultConfig()
+			c.Arch, c.Mode, c.Alpha, c.Seed = s.cfg.Arch, mode, s.cfg.Alpha, seed
+			c.Steps, c.BatchSize, c.Size, c.VocabSize, c.MaxLength = s.cfg.Steps, s.cfg.BatchSize, s.cfg.Size, s.cfg.VocabSize, s.cfg.MaxLength
+			c.LR = s.cfg.LR
+			if c.LR == 0 && c.Arch == trainer.ArchStatic {
+				c.LR = trainer.StaticLR
+			} else if c.LR == 0 {
+				c.LR = 1e-3 // from scratch
+			}
+			c.CheckpointEvery, c.EvalEvery, c.LogEvery = max(c.Steps/5, 1), c.Steps, max(c.Steps/10, 1)
+			c.Threads = s.opts.Threads
+			s.log.Info("training", "direction", d.Name(), "mode", mode, "seed", seed, "steps", c.Steps, "pairs", len(train))
+			run := &trainer.Run{Dir: dir, Config: c, Train: train, Valid: valid, Logger: s.log}
+			res, err := run.Execute(ctx)
+			if err != nil {
+				return fmt.Errorf("train %s %s seed %d: %w", d.Name(), mode, seed, err)
+			}
+			if err := writeJSON(filepath.Join(dir, "done.json"), map[string]any{"step": res.Step, "loss": res.Loss}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// checksums are SHA-256 sums of every dataset file the study reads.
+func (s *study) checksums() (map[string]string, error) {
+	out := map[string]string{}
+	add := func(path string) error {
+		f, err := os.Open(path)
+		if err != nil {
+			return fmt.Errorf("checksum: %w", err)
+		}
+		defer f.Close()
+		h := sha256.New()
+		if _, err := io.Copy(h, f); err != nil {
+			return fmt.Errorf("checksum %s: %w", path, err)
+		}
+		rel, _ := filepath.Rel(s.opts.DataDir, path)
+		out[rel] = hex.EncodeToString(h.Sum(nil))
+		return nil
+	}
+	seen := map[string]bool{}
+	for _, d := range s.cfg.Directions {
+		for _, src := range append(append([]string{}, d.Train...), d.Eval) {
+			path := s.source(src)
+			if p, _, ok := strings.Cut(src, ".json:"); ok {
+				path = s.source(p + ".json")
+			}
+			if seen[path] {
+				continue
+			}
+			seen[path] = true
+			files := []string{path}
+			if st, err := os.Stat(path); err == nil && st.IsDir() {
+				files, _ = filepath.Glob(filepath.Join(path, "*.json"))
+			}
+			if len(files) == 0 {
+				return nil, fmt.Errorf("dataset %s: no files at %s", src, path)
+			}
+			sort.Strings(files)
+			for _, f := range files {
+				if err := add(f); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// evaluator indexes and evaluates models in Weaviate.
+type evaluator struct {
+	*study
+	import_ func(class string) *indexer.Importer
+	search  *indexer.Searcher
+}
+
+// className is a collection name for a direction's method and seed.
+func className(d Direction, method string, seed uint64) string {
+	var b strings.Builder
+	b.WriteString("Xling")
+	up := true
+	for _, r := range d.key() + "_" + method + fmt.Sprintf("_s%d", seed) {
+		if (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') {
+			if up && r >= 'a' && r <= 'z' {
+				r -= 'a' - 'A'
+			}
+			b.WriteRune(r)
+			up = false
+		} else {
+			up = true
+		}
+	}
+	return b.String()
+}
+
+// direction evaluates every model of d, and the baselines.
+func (e *evaluator) direction(ctx context.Context, d Direction) (*DirectionResult, error) {
+	full, err := qa.LoadLAReQA(e.source(d.Eval), nil)
+	if err != nil {
+		return nil, fmt.Errorf("evaluation data of %s: %w", d.Name(), err)
+	}
+	ds := full.Sample(e.cfg.MaxQuestions)
+	dr := &DirectionResult{Direction: d, Name: d.Name(), Questions: len(ds.Questions), AllQuestions: len(full.Questions), Languages: ds.Languages}
+	for _, seed := range e.cfg.Seeds {
+		models := append([]string{Untrained}, e.cfg.Modes...)
+		for _, method := range models {
+			dir := filepath.Join(e.runDir(d, e.cfg.Modes[0], seed), "init")
+			if method != Untrained {
+				dir = filepath.Join(e.runDir(d, method, seed), "model")
+			}
+			r, err := e.model(ctx, d, ds, method, seed, dir)
+			if err != nil {
+				return nil, err
+			}
+			dr.Results = append(dr.Results, *r)
+			if method == trainer.ModeHybrid && contains(e.cfg.Baselines, "hybrid") {
+				if r, err = e.baseline(ctx, d, ds, HybridSearch, seed, r.Collection, dir); err != nil {
+					return nil, err
+				}
+				dr.Results = append(dr.Results, *r)
+			}
+		}
+		if seed == e.cfg.Seeds[0] && contains(e.cfg.Baselines, "bm25") {
+			// BM25 ignores vectors: one run on the untrained collection.
+			r, err := e.baseline(ctx, d, ds, BM25, seed, className(d, Untrained, seed), "")
+			if err != nil {
+				return nil, err
+			}
+			dr.Results = append(dr.Results, *r)
+		}
+	}
+	for _, mode := range e.cfg.Modes {
+		dr.Curves = append(dr.Curves, curve{Mode: mode, Path: filepath.Join(e.runDir(d, mode, e.cfg.Seeds[0]), "train.jsonl")})
+	}
+	return dr, nil
+}
+
+// cached returns a finished evaluation, if there is one.
+func (e *evaluator) cached(d Direction, method string, seed uint64) (*Result, string) {
+	path := filepath.Join(e.opts.Out, "eval", d.key(), fmt.Sprintf("%s-seed%d.json", method, seed))
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, path
+	}
+	var r Result
+	if json.Unmarshal(b, &r) != nil || r.Report == nil {
+		return nil, path
+	}
+	return &r, path
+}
+
+// model indexes ds's candidates with the model's vectors in a collection of
+// its own and evaluates the model's query vectors there.
+func (e *evaluator) model(ctx context.Context, d Direction, ds *qa.Dataset, method string, seed uint64, dir string) (*Result, error) {
+	if r, _ := e.cached(d, method, seed); r != nil {
+		return r, nil
+	}
+	v, err := vectorizer.Load(dir, vectorizer.LoadOptions{Threads: e.opts.Threads, BatchSize: 64, Logger: e.log})
+	if err != nil {
+		return nil, err
+	}
+	defer v.Close()
+	class := className(d, method, seed)
+	docs := indexer.Docs(ds, indexer.CandidateText(e.cfg.Candidate))
+	texts := make([]string, len(docs))
+	for i, doc := range docs {
+		texts[i] = doc.Text
+	}
+	e.log.Info("indexing", "direction", d.Name(), "method", method, "seed", seed, "collection", class, "candidates", len(docs))
+	vecs, err := v.Encode(ctx, texts, vectorizer.Passage)
+	if err != nil {
+		return nil, err
+	}
+	im := e.import_(class)
+	if err := im.EnsureCollection(ctx, indexer.Schema{Vectorizer: "none", Index: e.cfg.Index}); err != nil {
+		return nil, err
+	}
+	if err := im.Import(ctx, docs, vecs); err != nil {
+		return nil, err
+	}
+	return e.evaluate(ctx, d, ds, method, seed, class, dir, indexer.Dense, v)
+}
+
+// baseline evaluates a Weaviate search on an existing collection: BM25, or
+// hybrid search with the model in dir.
+func (e *evaluator) baseline(ctx context.Context, d Direction, ds *qa.Dataset, method string, seed uint64, class, dir string) (*Result, error) {
+	if r, _ := e.cached(d, method, seed); r != nil {
+		return r, nil
+	}
+	if method == BM25 {
+		return e.evaluate(ctx, d, ds, method, seed, class, "", indexer.BM25, nil)
+	}
+	v, err := vectorizer.Load(dir, vectorizer.LoadOptions{Threads: e.opts.Threads, BatchSize: 64, Logger: e.log})
+	if err != nil {
+		return nil, err
+	}
+	defer v.Close()
+	return e.evaluate(ctx, d, ds, method, seed, class, dir, indexer.Hybrid, v)
+}
+
+func (e *evaluator) evaluate(ctx context.Context, d Direction, ds *qa.Dataset, method string, seed uint64, class, dir string, how indexer.Method, v *vectorizer.Vectorizer) (*Result, error) {
+	var qvecs [][]float32
+	if v != nil {
+		questions := make([]string, len(ds.Questions))
+		for i, q := range ds.Questions {
+			questions[i] = q.Text
+		}
+		var err error
+		if qvecs, err = v.Encode(ctx, questions, vectorizer.Query); err != nil {
+			return nil, err
+		}
+	}
+	start := time.Now()
+	e.log.Info("evaluating in weaviate", "direction", d.Name(), "method", method, "seed", seed, "questions", len(ds.Questions))
+	ev := &indexer.Evaluator{Search: e.search, Class: class, Depth: e.cfg.Depth, Concurrency: 8}
+	rep, runs, err := ev.Evaluate(ctx, ds, how, qvecs)
+	if err != nil {
+		return nil, err
+	}
+	queries := rep.Mono.Queries + rep.Cross.Queries + rep.Multi.Queries
+	e.log.Info("evaluated", "method", method, "seed", seed, "queries", queries, "queries_per_s", fmt.Sprintf("%.0f", float64(queries)/time.Since(start).Seconds()),
+		"map_mono", fmt.Sprintf("%.4f", rep.Mono.MAP), "map_cross", fmt.Sprintf("%.4f", rep.Cross.MAP), "map_multi", fmt.Sprintf("%.4f", rep.Multi.MAP))
+	_, path := e.cached(d, method, seed)
+	base := strings.TrimSuffix(path, ".json")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	if err := indexer.WriteTREC(base+".run", filepath.Join(filepath.Dir(path), "qrels"), ds, runs, method); err != nil {
+		return nil, err
+	}
+	rel := func(p string) string {
+		if p == "" {
+			return ""
+		}
+		r, _ := filepath.Rel(e.opts.Out, p)
+		return r
+	}
+	r := &Result{Method: method, Seed: seed, Model: rel(dir), Collection: class, Run: rel(base + ".run"), Report: rep}
+	return r, writeJSON(path, r)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path+".tmp", append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(path+".tmp", path)
+}

@@ -1,0 +1,162 @@
+package experiment
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/xling-ir/xling/indexer"
+	"github.com/xling-ir/xling/internal/localweaviate"
+	"github.com/xling-ir/xling/internal/shareddata"
+	"github.com/xling-ir/xling/internal/weaviatetest"
+	"github.com/xling-ir/xling/qa"
+	"github.com/xling-ir/xling/vectorizer"
+)
+
+func tinyStudy() Config {
+	c := Default()
+	c.Size, c.VocabSize, c.Steps, c.BatchSize = "tiny", 3000, 40, 16
+	c.Modes, c.Seeds = []string{"mono", "hybrid"}, []uint64{1}
+	c.Directions = []Direction{{Train: []string{"xquad-r"}, Eval: "mlqa-r"}}
+	c.MaxQuestions = 20
+	return c
+}
+
+// TestStudyEndToEnd runs a tiny study against a real Weaviate, checks the
+// report's files and numbers, recomputes one model's numbers the way
+// `xling eval` does, and resumes without redoing anything.
+func TestStudyEndToEnd(t *testing.T) {
+	data := shareddata.ForTest(t)
+	srv := weaviatetest.Start(t, localweaviate.Options{})
+	conn := indexer.Connection{URL: srv.URL(), GRPC: srv.GRPCHost}
+	out := t.TempDir()
+	opts := Options{Out: out, DataDir: data, Weaviate: conn}
+	rep, err := Run(context.Background(), tinyStudy(), BudgetFull, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"report.md", "report.json", "study.json", "xquad-r_to_mlqa-r-map.png", "xquad-r_to_mlqa-r-training.png",
+		"xquad-r_to_mlqa-r-pairs-hybrid.png", "eval/xquad-r_to_mlqa-r/qrels", "eval/xquad-r_to_mlqa-r/hybrid-seed1.run"} {
+		if st, err := os.Stat(filepath.Join(out, f)); err != nil || st.Size() == 0 {
+			t.Errorf("%s missing or empty: %v", f, err)
+		}
+	}
+	d := rep.Directions[0]
+	methods := map[string]bool{}
+	for _, s := range d.Summary {
+		methods[s.Method] = true
+	}
+	for _, m := range []string{Untrained, "mono", "hybrid", HybridSearch, BM25} {
+		if !methods[m] {
+			t.Errorf("report lacks %s", m)
+		}
+	}
+	bm25, _ := d.summary(BM25)
+	if bm25.Mono.Mean < 0.1 {
+		t.Errorf("BM25 monolingual mAP %.4f: the evaluation is broken", bm25.Mono.Mean)
+	}
+	md, _ := os.ReadFile(filepath.Join(out, "report.md"))
+	for _, want := range []string{"cannot tell these differences", "| hybrid |", "sha-256", "xling eval --dataset"} {
+		if !strings.Contains(strings.ToLower(string(md)), strings.ToLower(want)) {
+			t.Errorf("report.md lacks %q", want)
+		}
+	}
+
+	// Recompute the hybrid model's numbers as `xling eval` does: load the
+	// saved model, encode the (sampled) questions, evaluate in its collection.
+	var hybrid Result
+	for _, r := range d.Results {
+		if r.Method == "hybrid" {
+			hybrid = r
+		}
+	}
+	ds, err := qa.LoadLAReQA(filepath.Join(data, "mlqa-r"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds = ds.Sample(tinyStudy().MaxQuestions)
+	v, err := vectorizer.Load(filepath.Join(out, hybrid.Model), vectorizer.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	questions := make([]string, len(ds.Questions))
+	for i, q := range ds.Questions {
+		questions[i] = q.Text
+	}
+	qv, err := v.Encode(context.Background(), questions, vectorizer.Query)
+	v.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	search, err := indexer.DialSearch(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer search.Close()
+	again, _, err := (&indexer.Evaluator{Search: search, Class: hybrid.Collection, Depth: 100}).Evaluate(context.Background(), ds, indexer.Dense, qv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(again.Multi.MAP-hybrid.Report.Multi.MAP) > 1e-12 || math.Abs(again.Cross.MAP-hybrid.Report.Cross.MAP) > 1e-12 || again.LanguageBias != hybrid.Report.LanguageBias {
+		t.Errorf("recomputed multi %.6f cross %.6f bias %.2f; the report says %.6f %.6f %.2f", again.Multi.MAP, again.Cross.MAP, again.LanguageBias,
+			hybrid.Report.Multi.MAP, hybrid.Report.Cross.MAP, hybrid.Report.LanguageBias)
+	}
+
+	// Resuming reuses every model and evaluation: their files are untouched.
+	runFile := filepath.Join(out, hybrid.Run)
+	before, _ := os.Stat(runFile)
+	model := filepath.Join(out, hybrid.Model, "model.safetensors")
+	mBefore, _ := os.Stat(model)
+	rep2, err := Run(context.Background(), tinyStudy(), BudgetFull, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, _ := os.Stat(runFile)
+	mAfter, _ := os.Stat(model)
+	if !after.ModTime().Equal(before.ModTime()) || !mAfter.ModTime().Equal(mBefore.ModTime()) {
+		t.Error("resuming redid a finished evaluation or model")
+	}
+	a, _ := json.Marshal(rep.Directions[0].Summary)
+	b, _ := json.Marshal(rep2.Directions[0].Summary)
+	if string(a) != string(b) {
+		t.Error("a resumed study reports other numbers")
+	}
+	// Another config in the same directory is refused.
+	other := tinyStudy()
+	other.Steps++
+	if _, err := Run(context.Background(), other, BudgetFull, opts); err == nil || !strings.Contains(err.Error(), "another study") {
+		t.Errorf("another study in the same directory: %v", err)
+	}
+}
+
+func TestConfig(t *testing.T) {
+	c := Default()
+	if len(c.Seeds) < 3 || len(c.Modes) != 4 || len(c.Directions) != 2 {
+		t.Fatalf("the full study needs 3 seeds, 4 modes, both directions: %+v", c)
+	}
+	demo, err := c.WithBudget(BudgetDemo)
+	if err != nil || len(demo.Seeds) != 1 || demo.MaxQuestions == 0 {
+		t.Errorf("demo budget: %+v, %v", demo, err)
+	}
+	if x4, err := c.WithBudget("4"); err != nil || x4.Steps != 4*c.Steps {
+		t.Errorf("budget 4: %d steps, %v", x4.Steps, err)
+	}
+	if _, err := c.WithBudget("lots"); err == nil {
+		t.Error("budget lots accepted")
+	}
+	bad := c
+	bad.Directions = []Direction{{Train: []string{"xquad-r", "mlqa-r"}, Eval: "mlqa-r"}}
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "own training data") {
+		t.Errorf("evaluating on training data: %v", err)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.json")
+	os.WriteFile(path, []byte(`{"arch":"static","stepz":10}`), 0o644)
+	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), "stepz") {
+		t.Errorf("unknown field: %v", err)
+	}
+}

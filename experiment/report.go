@@ -1,0 +1,337 @@
+package experiment
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/xling-ir/xling/internal/charts"
+	"github.com/xling-ir/xling/internal/torchx"
+	"github.com/xling-ir/xling/trainer"
+)
+
+// Report is a finished study: report.json holds it whole.
+type Report struct {
+	Config     Config            `json:"config"`
+	Budget     string            `json:"budget"`
+	Versions   map[string]string `json:"versions"`
+	Data       map[string]string `json:"data_sha256"`
+	Directions []DirectionResult `json:"directions"`
+	Conclusion string            `json:"conclusion"`
+	Started    time.Time         `json:"started"`
+	Finished   time.Time         `json:"finished"`
+}
+
+// DirectionResult is one zero-shot pairing's evaluations.
+type DirectionResult struct {
+	Direction    Direction `json:"direction"`
+	Name         string    `json:"name"`
+	Questions    int       `json:"questions"`     // evaluated
+	AllQuestions int       `json:"all_questions"` // in the dataset
+	Languages    []string  `json:"languages"`
+	Results      []Result  `json:"results"`
+	Summary      []Summary `json:"summary"`
+	Curves       []curve   `json:"-"`
+}
+
+type curve struct{ Mode, Path string }
+
+// Summary is one method's numbers over seeds: mean and sample standard
+// deviation.
+type Summary struct {
+	Method string             `json:"method"`
+	Seeds  int                `json:"seeds"`
+	Mono   Stat               `json:"map_mono"`
+	Cross  Stat               `json:"map_cross"`
+	Multi  Stat               `json:"map_multi"`
+	NDCG10 Stat               `json:"ndcg@10_multi"`
+	Recall Stat               `json:"recall@depth_multi"`
+	MRR10  Stat               `json:"mrr@10_multi"`
+	Bias   Stat               `json:"language_bias"`
+	Pairs  map[string]float64 `json:"pair_map"` // mean over seeds
+}
+
+// Stat is a mean and its spread over seeds (0 with one seed).
+type Stat struct {
+	Mean float64 `json:"mean"`
+	Std  float64 `json:"std"`
+}
+
+func stat(xs []float64) Stat {
+	s := Stat{}
+	for _, x := range xs {
+		s.Mean += x
+	}
+	s.Mean /= float64(len(xs))
+	if len(xs) > 1 {
+		for _, x := range xs {
+			s.Std += (x - s.Mean) * (x - s.Mean)
+		}
+		s.Std = math.Sqrt(s.Std / float64(len(xs)-1))
+	}
+	return s
+}
+
+// order is how methods are listed: the baseline first, then the modes.
+func (r *Report) order() []string {
+	return append(append([]string{Untrained}, r.Config.Modes...), HybridSearch, BM25)
+}
+
+func (r *Report) summarise() {
+	for i := range r.Directions {
+		d := &r.Directions[i]
+		d.Summary = nil
+		for _, m := range r.order() {
+			var mono, cross, multi, ndcg, rec, mrr, bias []float64
+			pairs := map[string]float64{}
+			for _, res := range d.Results {
+				if res.Method != m {
+					continue
+				}
+				rep := res.Report
+				mono, cross, multi = append(mono, rep.Mono.MAP), append(cross, rep.Cross.MAP), append(multi, rep.Multi.MAP)
+				ndcg, rec, mrr = append(ndcg, rep.Multi.NDCG10), append(rec, rep.Multi.Recall), append(mrr, rep.Multi.MRR10)
+				bias = append(bias, rep.LanguageBias)
+				for k, v := range rep.PairMAP {
+					pairs[k] += v
+				}
+			}
+			if len(mono) == 0 {
+				continue
+			}
+			for k := range pairs {
+				pairs[k] /= float64(len(mono))
+			}
+			d.Summary = append(d.Summary, Summary{Method: m, Seeds: len(mono), Mono: stat(mono), Cross: stat(cross), Multi: stat(multi),
+				NDCG10: stat(ndcg), Recall: stat(rec), MRR10: stat(mrr), Bias: stat(bias), Pairs: pairs})
+		}
+	}
+	r.Conclusion = r.conclude()
+}
+
+func (d *DirectionResult) summary(method string) (Summary, bool) {
+	for _, s := range d.Summary {
+		if s.Method == method {
+			return s, true
+		}
+	}
+	return Summary{}, false
+}
+
+// conclude answers the study's question from the numbers: hybrid (and
+// cross) against monolingual (X-X) training, in the multilingual pool and
+// in language bias. A difference counts only when it exceeds twice the
+// larger spread over at least three seeds.
+func (r *Report) conclude() string {
+	var b strings.Builder
+	seeds := len(r.Config.Seeds)
+	for _, d := range r.Directions {
+		mono, ok1 := d.summary(trainer.ModeMono)
+		hyb, ok2 := d.summary(trainer.ModeHybrid)
+		if !ok1 || !ok2 {
+			continue
+		}
+		dm := hyb.Multi.Mean - mono.Multi.Mean
+		db := hyb.Bias.Mean - mono.Bias.Mean
+		fmt.Fprintf(&b, "On %s (zero-shot, %d questions), hybrid-batch training reaches a multilingual-pool mAP of %.4f against %.4f for monolingual (X-X) training (%+.4f, %+.1f%%), cross-lingual mAP %.4f against %.4f, monolingual mAP %.4f against %.4f, and a language bias of %.1f against %.1f ranks (%+.1f; lower is better).",
+			d.Name, d.Questions, hyb.Multi.Mean, mono.Multi.Mean, dm, 100*dm/math.Max(mono.Multi.Mean, 1e-9),
+			hyb.Cross.Mean, mono.Cross.Mean, hyb.Mono.Mean, mono.Mono.Mean, hyb.Bias.Mean, mono.Bias.Mean, db)
+		if cr, ok := d.summary(trainer.ModeCross); ok {
+			fmt.Fprintf(&b, " Cross-lingual batches alone give %.4f multilingual mAP and a bias of %.1f.", cr.Multi.Mean, cr.Bias.Mean)
+		}
+		if seeds < 3 {
+			fmt.Fprintf(&b, " With %d seed this run cannot tell these differences from seed noise: run `--budget full` (3 seeds) before drawing a conclusion.\n\n", seeds)
+			continue
+		}
+		noise := 2 * math.Max(hyb.Multi.Std, mono.Multi.Std)
+		biasNoise := 2 * math.Max(hyb.Bias.Std, mono.Bias.Std)
+		switch {
+		case dm > noise && db < -biasNoise:
+			fmt.Fprintf(&b, " Over %d seeds both differences exceed twice the spread (%.4f mAP, %.1f ranks): hybrid training beats monolingual training in the multilingual setting and lowers language bias at this scale.\n\n", seeds, noise, biasNoise)
+		case dm > noise:
+			fmt.Fprintf(&b, " Over %d seeds the mAP gain exceeds twice the spread (%.4f), but the bias difference does not (%.1f ranks): hybrid training beats monolingual training in the multilingual setting; lower language bias is not shown at this scale.\n\n", seeds, noise, biasNoise)
+		case dm < -noise:
+			fmt.Fprintf(&b, " Over %d seeds hybrid training is worse than monolingual training in the multilingual setting by more than twice the spread (%.4f): at this scale it does not beat it.\n\n", seeds, noise)
+		default:
+			fmt.Fprintf(&b, " Over %d seeds the mAP difference is within twice the spread (%.4f): at this scale hybrid training does not measurably beat monolingual training in the multilingual setting.\n\n", seeds, noise)
+		}
+	}
+	return strings.TrimSpace(b.String())
+}
+
+// versions are what a rerun needs to match.
+func versions(weaviate string) map[string]string {
+	v := map[string]string{"go": runtime.Version(), "libtorch": torchx.Version(), "weaviate": weaviate, "os/arch": runtime.GOOS + "/" + runtime.GOARCH}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		v["xling"] = bi.Main.Version
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				v["xling"] = s.Value
+			}
+		}
+	}
+	return v
+}
+
+func (r *Report) write(dir string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "report.json"), append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	pngs, err := r.charts(dir)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "report.md"), []byte(r.markdown(pngs)), 0o644)
+}
+
+// charts draws, per direction: mAP by setting across methods, a
+// per-language-pair heatmap per method, and the training curves.
+func (r *Report) charts(dir string) (map[string][]string, error) {
+	out := map[string][]string{}
+	for _, d := range r.Directions {
+		key := d.Direction.key()
+		var groups = []string{"mono", "cross", "multi"}
+		var series []charts.Series
+		for _, s := range d.Summary {
+			series = append(series, charts.Series{Name: s.Method, Values: []float64{s.Mono.Mean, s.Cross.Mean, s.Multi.Mean}})
+		}
+		bars := key + "-map.png"
+		if err := charts.Bars(filepath.Join(dir, bars), "mAP@"+fmt.Sprint(r.Config.Depth)+" on "+d.Direction.Eval+" (mean over seeds)", "mAP", groups, series); err != nil {
+			return nil, err
+		}
+		out[d.Name] = append(out[d.Name], bars)
+		for _, s := range d.Summary {
+			heat := fmt.Sprintf("%s-pairs-%s.png", key, s.Method)
+			err := charts.Heatmap(filepath.Join(dir, heat), fmt.Sprintf("%s: mAP per language pair (%s)", d.Direction.Eval, s.Method),
+				"candidate language", "question language", d.Languages, d.Languages, func(row, col string) (float64, bool) {
+					v, ok := s.Pairs[row+"->"+col]
+					return v, ok
+				})
+			if err != nil {
+				return nil, err
+			}
+			out[d.Name] = append(out[d.Name], heat)
+		}
+		var lines []charts.Line
+		for _, c := range d.Curves {
+			l, err := readCurve(c.Path)
+			if err != nil {
+				return nil, err
+			}
+			l.Name = c.Mode
+			lines = append(lines, l)
+		}
+		curves := key + "-training.png"
+		if err := charts.Lines(filepath.Join(dir, curves), "training loss ("+strings.Join(d.Direction.Train, "+")+", first seed)", "step", "InfoNCE loss", lines); err != nil {
+			return nil, err
+		}
+		out[d.Name] = append(out[d.Name], curves)
+	}
+	return out, nil
+}
+
+func readCurve(path string) (charts.Line, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return charts.Line{}, err
+	}
+	defer f.Close()
+	var l charts.Line
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var s trainer.StepLog
+		if err := json.Unmarshal(sc.Bytes(), &s); err != nil {
+			return l, fmt.Errorf("%s: %w", path, err)
+		}
+		l.X, l.Y = append(l.X, float64(s.Step)), append(l.Y, s.Loss)
+	}
+	return l, sc.Err()
+}
+
+func (r *Report) markdown(pngs map[string][]string) string {
+	var b strings.Builder
+	c := r.Config
+	fmt.Fprintf(&b, "# xling study: multilingual vs monolingual retrieval training, zero-shot\n\n")
+	fmt.Fprintf(&b, "Budget **%s**: %s encoder (%s), %d steps of %d pairs per model, modes %s, seeds %v, evaluated inside Weaviate (%s index, %s candidates, rankings cut at %d).",
+		r.Budget, c.Arch, c.Size, c.Steps, c.BatchSize, strings.Join(c.Modes, ", "), c.Seeds, c.Index, c.Candidate, c.Depth)
+	if r.Budget == BudgetDemo {
+		b.WriteString(" This is the reduced demo: one seed and a sample of questions, so it cannot conclude; `xling experiment --budget full` runs the whole study.")
+	}
+	fmt.Fprintf(&b, " Took %s.\n\n", r.Finished.Sub(r.Started).Round(time.Second))
+	b.WriteString("## Answer\n\n" + r.Conclusion + "\n\n")
+	for _, d := range r.Directions {
+		fmt.Fprintf(&b, "## %s\n\n", d.Name)
+		sample := ""
+		if d.Questions < d.AllQuestions {
+			sample = fmt.Sprintf(" (a sample: the questions of the first %d question ids, every pool whole)", c.MaxQuestions)
+		}
+		fmt.Fprintf(&b, "%d of %d questions%s in %s. mAP: LAReQA's, over all relevant candidates, per language pair (mono, cross) or query language (multi), then macro-averaged; language bias: max − min rank of a question's parallel relevant candidates in the multilingual pool (lower is better). ± is the standard deviation over seeds.\n\n",
+			d.Questions, d.AllQuestions, sample, strings.Join(d.Languages, ", "))
+		b.WriteString("| method | seeds | mAP mono | mAP cross | mAP multi | nDCG@10 multi | Recall@" + fmt.Sprint(c.Depth) + " multi | MRR@10 multi | language bias |\n|---|---|---|---|---|---|---|---|---|\n")
+		for _, s := range d.Summary {
+			fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", s.Method, s.Seeds, pm(s.Mono, 4), pm(s.Cross, 4), pm(s.Multi, 4), pm(s.NDCG10, 4), pm(s.Recall, 4), pm(s.MRR10, 4), pm(s.Bias, 1))
+		}
+		b.WriteString("\n")
+		for _, p := range pngs[d.Name] {
+			fmt.Fprintf(&b, "![%s](%s)\n", p, p)
+		}
+		b.WriteString("\nEvery number above is recomputable: the TREC run files (`trec_eval -m map -m ndcg_cut.10 -m recall.100`) and, with Weaviate running on this study's data directory, `xling eval`:\n\n")
+		seen := map[string]bool{}
+		for _, res := range d.Results {
+			if seen[res.Method] {
+				continue
+			}
+			seen[res.Method] = true
+			line := fmt.Sprintf("xling eval --dataset <data>/%s --class %s --depth %d --max-questions %d", d.Direction.Eval, res.Collection, c.Depth, c.MaxQuestions)
+			switch res.Method {
+			case BM25:
+				line += " --bm25"
+			case HybridSearch:
+				line += " --model " + res.Model + " --bm25=false --hybrid"
+			default:
+				line += " --model " + res.Model + " --bm25=false --hybrid=false"
+			}
+			fmt.Fprintf(&b, "    %s    # %s, run %s\n", line, res.Method, res.Run)
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("## Reproduce\n\nVersions:\n\n")
+	for _, k := range sortedKeys(r.Versions) {
+		fmt.Fprintf(&b, "- %s: %s\n", k, r.Versions[k])
+	}
+	b.WriteString("\nData (SHA-256):\n\n")
+	for _, k := range sortedKeys(r.Data) {
+		fmt.Fprintf(&b, "- `%s` %s\n", k, r.Data[k])
+	}
+	cfg, _ := json.MarshalIndent(r.Config, "", "  ")
+	fmt.Fprintf(&b, "\nThe exact config (`xling experiment --config FILE --budget full` with this file reruns it; the budget was %s):\n\n```json\n%s\n```\n", r.Budget, cfg)
+	return b.String()
+}
+
+func pm(s Stat, digits int) string {
+	if s.Std == 0 {
+		return fmt.Sprintf("%.*f", digits, s.Mean)
+	}
+	return fmt.Sprintf("%.*f ± %.*f", digits, s.Mean, digits, s.Std)
+}
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
