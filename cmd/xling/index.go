@@ -14,6 +14,7 @@ import (
 	"github.com/weaviate/weaviate-go-client/v4/weaviate"
 
 	"github.com/xling-ir/xling/indexer"
+	"github.com/xling-ir/xling/internal/bench"
 	"github.com/xling-ir/xling/internal/cli"
 	"github.com/xling-ir/xling/qa"
 	"github.com/xling-ir/xling/vectorizer"
@@ -217,4 +218,145 @@ func runEval(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	}
 	fmt.Print(md)
 	return nil
+}
+
+// runMIRACL streams a MIRACL corpus into Weaviate and evaluates the dev
+// topics monolingually (nDCG@10, recall at the depth), dense and BM25.
+func runMIRACL(ctx context.Context, fs *flag.FlagSet, args []string) error {
+	corpus := fs.String("corpus", "", "MIRACL corpus: JSON lines {lang, docid, title, text}, optionally .gz (e.g. miracl-partial/corpus.jsonl)")
+	topics := fs.String("topics", "", "directory of MIRACL dev topics and qrels (topics.miracl-v1.0-<lang>-dev.tsv, qrels...)")
+	partial := fs.Bool("partial", true, "the corpus is not the whole MIRACL corpus: say so in the report (its numbers are not comparable with published ones)")
+	langs := fs.String("langs", "", "comma-separated languages; empty means every language in the corpus")
+	url := fs.String("weaviate", cli.Env("XLING_WEAVIATE_URL", "http://localhost:8080"), "Weaviate REST URL (env XLING_WEAVIATE_URL)")
+	grpc := fs.String("grpc", cli.Env("XLING_WEAVIATE_GRPC", ""), "Weaviate gRPC host:port; empty means the REST host, port 50051 (env XLING_WEAVIATE_GRPC)")
+	apiKey := fs.String("api-key", cli.Env("XLING_WEAVIATE_API_KEY", ""), "API key of a secured Weaviate (env XLING_WEAVIATE_API_KEY)")
+	class := fs.String("class", "Miracl", "collection name")
+	model := fs.String("model", cli.Env("XLING_MODEL", ""), "model directory for passage and query vectors; empty evaluates BM25 only (env XLING_MODEL)")
+	depth := fs.Int("depth", 100, "results per query; recall is cut there")
+	out := fs.String("out", "eval-miracl", "directory for report.json, report.md and TREC run files")
+	threads := fs.Int("threads", envInt("XLING_THREADS", 1), "libtorch threads (env XLING_THREADS)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *corpus == "" || *topics == "" {
+		return fmt.Errorf("%w: give --corpus and --topics", cli.ErrUsage)
+	}
+	conn := indexer.Connection{URL: *url, GRPC: *grpc, APIKey: *apiKey}
+	client, err := indexer.Connect(conn)
+	if err != nil {
+		return err
+	}
+	var keep []string
+	if *langs != "" {
+		keep = strings.Split(*langs, ",")
+	}
+	var v *vectorizer.Vectorizer
+	var encode func([]string) ([][]float32, error)
+	if *model != "" {
+		if v, err = vectorizer.Load(*model, vectorizer.LoadOptions{Threads: *threads, BatchSize: 64, Logger: logger()}); err != nil {
+			return err
+		}
+		defer v.Close()
+		encode = func(texts []string) ([][]float32, error) { return v.Encode(ctx, texts, vectorizer.Passage) }
+	}
+	im := &indexer.Importer{Client: client, Class: *class, Logger: logger()}
+	if err := im.EnsureCollection(ctx, indexer.Schema{Vectorizer: "none", Index: "flat"}); err != nil {
+		return err
+	}
+	loaded, err := indexer.ImportMIRACL(ctx, im, *corpus, keep, encode, logger())
+	if err != nil {
+		return err
+	}
+	var all []indexer.MIRACLTopic
+	totals := map[string]int{}
+	for lang := range loaded {
+		kept, n, err := indexer.MIRACLTopics(*topics, lang, loaded[lang])
+		if errors.Is(err, os.ErrNotExist) {
+			logger().Warn("no dev topics for a corpus language", "lang", lang)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		totals[lang] = n
+		all = append(all, kept...)
+	}
+	search, err := indexer.DialSearch(conn)
+	if err != nil {
+		return err
+	}
+	defer search.Close()
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return err
+	}
+	ev := &indexer.Evaluator{Search: search, Class: *class, Depth: *depth, Concurrency: 8}
+	results := map[string][]indexer.MIRACLScores{}
+	var md strings.Builder
+	label := "the whole corpus"
+	if *partial {
+		label = "a PARTIAL corpus: only dev topics with a judged-relevant passage in it are scored, against the relevant passages it holds; not comparable with published MIRACL numbers"
+	}
+	fmt.Fprintf(&md, "# MIRACL dev, monolingual, in Weaviate (%s)\n\n| method | lang | topics scored | dev topics | nDCG@10 | Recall@%d |\n|---|---|---|---|---|---|\n", label, *depth)
+	methods := []string{"bm25"}
+	if v != nil {
+		methods = append([]string{"dense"}, methods...)
+	}
+	for _, method := range methods {
+		var vecs [][]float32
+		if method == "dense" {
+			queries := make([]string, len(all))
+			for i, t := range all {
+				queries[i] = t.Query
+			}
+			if vecs, err = v.Encode(ctx, queries, vectorizer.Query); err != nil {
+				return err
+			}
+		}
+		scores, runs, err := ev.EvaluateMIRACL(ctx, all, vecs, loaded, *partial)
+		if err != nil {
+			return err
+		}
+		for i := range scores {
+			scores[i].All = totals[scores[i].Lang]
+			s := scores[i]
+			fmt.Fprintf(&md, "| %s | %s | %d | %d | %.4f | %.4f |\n", method, s.Lang, s.Topics, s.All, s.NDCG10, s.Recall)
+		}
+		results[method] = scores
+		if err := writeMIRACLRun(filepath.Join(*out, method+".run"), runs, method); err != nil {
+			return err
+		}
+	}
+	b, _ := json.MarshalIndent(map[string]any{"partial_corpus": *partial, "depth": *depth, "results": results}, "", "  ")
+	if err := errors.Join(os.WriteFile(filepath.Join(*out, "report.json"), b, 0o644), os.WriteFile(filepath.Join(*out, "report.md"), []byte(md.String()), 0o644)); err != nil {
+		return err
+	}
+	fmt.Print(md.String())
+	return nil
+}
+
+// writeMIRACLRun writes TREC run lines: qid Q0 docid rank score tag.
+func writeMIRACLRun(path string, runs []indexer.MIRACLRun, tag string) error {
+	var b strings.Builder
+	for _, r := range runs {
+		for i, d := range r.Ranking {
+			fmt.Fprintf(&b, "%s Q0 %s %d %.6f %s\n", r.Topic.QID, d, i+1, r.Scores[i], tag)
+		}
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+func runBenchIndex(ctx context.Context, fs *flag.FlagSet, args []string) error {
+	var o bench.IndexOptions
+	fs.StringVar(&o.Model, "model", cli.Env("XLING_MODEL", ""), "model directory; empty means a random model of --arch and --size")
+	fs.StringVar(&o.Arch, "arch", "static", "random model when no --model: static (encodes fastest, so Weaviate is what is measured) or transformer")
+	fs.StringVar(&o.Size, "size", "small", "random model size: tiny, small or base")
+	fs.IntVar(&o.Questions, "questions", 0, "evaluate the questions of the first N question ids; 0 means the full protocol (~157,000 queries per index)")
+	fs.IntVar(&o.Threads, "threads", envInt("XLING_THREADS", 1), "libtorch threads (env XLING_THREADS)")
+	url := fs.String("weaviate", cli.Env("XLING_WEAVIATE_URL", ""), "Weaviate REST URL; empty starts a local one (env XLING_WEAVIATE_URL)")
+	grpc := fs.String("grpc", cli.Env("XLING_WEAVIATE_GRPC", ""), "Weaviate gRPC host:port (env XLING_WEAVIATE_GRPC)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	o.Weaviate = indexer.Connection{URL: *url, GRPC: *grpc}
+	return bench.Index(ctx, os.Stdout, o)
 }

@@ -47,15 +47,18 @@ func passiveOpenMP() {
 func commands() []cli.Command {
 	return []cli.Command{
 		{Name: "encode", Summary: "encode lines of stdin into JSON vectors with a model directory", Run: runEncode},
+		{Name: "fetch", Summary: "download XQuAD-R, MLQA-R and the MIRACL dev topics from their official sources, checking SHA-256", Run: runFetch},
 		{Name: "prepare", Summary: "turn SQuAD-format data into training pairs with a group-wise validation split", Run: runPrepare},
 		{Name: "train", Summary: "train a retrieval encoder with mono, x-x, cross or hybrid batches", Run: runTrain},
 		{Name: "bench train", Summary: "training pairs/s against python3-torch, same run", Run: runBenchTrain},
 		{Name: "index", Summary: "load a LAReQA dataset's candidates into a Weaviate collection", Run: runIndex},
 		{Name: "eval", Summary: "evaluate an indexed dataset inside Weaviate: mono, cross, multilingual; dense and BM25", Run: runEval},
 		{Name: "experiment", Summary: "the study: train every batch mode, evaluate zero-shot inside Weaviate, write the report", Run: runExperiment},
+		{Name: "miracl", Summary: "stream a MIRACL corpus into Weaviate and evaluate its dev topics (nDCG@10, recall), dense and BM25", Run: runMIRACL},
 		{Name: "serve", Summary: "serve a model to Weaviate as its text2vec-transformers inference container", Run: runServe},
 		{Name: "tokenizer train", Summary: "train a WordPiece tokenizer.json on text files", Run: runTokenizerTrain},
 		{Name: "bench encode", Summary: "encoder throughput against python3-torch, same run", Run: runBenchEncode},
+		{Name: "bench index", Summary: "objects/s importing all of XQuAD-R and queries/s evaluating it, flat against hnsw", Run: runBenchIndex},
 		{Name: "bench serve", Summary: "sidecar requests/s and latency, batched against unbatched, same run", Run: runBenchServe},
 		{Name: "version", Summary: "print the versions of xling, Go and libtorch", Run: runVersion},
 	}
