@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/xling-ir/xling/indexer"
+	"github.com/xling-ir/xling/internal/jsonfile"
 	"github.com/xling-ir/xling/internal/localweaviate"
 	"github.com/xling-ir/xling/qa"
 	"github.com/xling-ir/xling/trainer"
@@ -217,7 +218,7 @@ func (s *study) train(ctx context.Context, d Direction) error {
 			if err != nil {
 				return fmt.Errorf("train %s %s seed %d: %w", d.Name(), mode, seed, err)
 			}
-			if err := writeJSON(filepath.Join(dir, "done.json"), map[string]any{"step": res.Step, "loss": res.Loss}); err != nil {
+			if err := jsonfile.Write(filepath.Join(dir, "done.json"), map[string]any{"step": res.Step, "loss": res.Loss}); err != nil {
 				return err
 			}
 		}
@@ -440,7 +441,7 @@ func (e *evaluator) evaluate(ctx context.Context, d Direction, ds *qa.Dataset, m
 		return r
 	}
 	r := &Result{Method: method, Seed: seed, Model: rel(dir), Collection: class, Run: rel(base + ".run"), Report: rep}
-	return r, writeJSON(path, r)
+	return r, jsonfile.Write(path, r)
 }
 
 func contains(list []string, s string) bool {
@@ -450,15 +451,4 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-func writeJSON(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(path+".tmp", append(b, '\n'), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(path+".tmp", path)
 }

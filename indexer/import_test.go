@@ -3,8 +3,11 @@ package indexer
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"path/filepath"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -99,4 +102,97 @@ func TestWeaviateDown(t *testing.T) {
 	if _, err := Connect(Connection{URL: "localhost:8080"}); err == nil {
 		t.Fatal("a URL without a scheme was accepted")
 	}
+}
+
+// progressHook calls fn once, in its own goroutine, when the importer first
+// reports at least after objects.
+type progressHook struct {
+	after int
+	fn    func()
+	fired bool
+}
+
+func (p *progressHook) Write(b []byte) (int, error) {
+	var done, total int
+	var class string
+	if _, err := fmt.Sscanf(strings.TrimSpace(string(b)), "import %s %d/%d", &class, &done, &total); err == nil && done >= p.after && !p.fired {
+		p.fired = true
+		go p.fn()
+	}
+	return len(b), nil
+}
+
+// TestImportSurvivesRestart restarts Weaviate (SIGTERM, then the same ports
+// and data) while XQuAD-R is being imported: the importer's retries carry it
+// over, and every candidate ends up there exactly once.
+func TestImportSurvivesRestart(t *testing.T) {
+	dir := shareddata.ForTest(t)
+	ds, err := qa.LoadLAReQA(filepath.Join(dir, "xquad-r"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs := Docs(ds, Sentence)
+	cfg, _ := vectorizer.StaticSizeConfig("tiny", 4000)
+	v, err := vectorizer.Load(vectorizertest.Model(t, cfg, vectorizer.DefaultOptions(), 1), vectorizer.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	texts := make([]string, len(docs))
+	for i, d := range docs {
+		texts[i] = d.Text
+	}
+	ctx := context.Background()
+	vecs, err := v.Encode(ctx, texts, vectorizer.Passage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := weaviatetest.Start(t, localweaviate.Options{})
+	client, err := Connect(Connection{URL: srv.URL(), GRPC: srv.GRPCHost})
+	if err != nil {
+		t.Fatal(err)
+	}
+	restarted := make(chan error, 1)
+	hook := &progressHook{after: 3000, fn: func() { restarted <- srv.Restart(ctx) }}
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	im := &Importer{Client: client, Class: "Restart", BatchSize: 100, Backoff: 200 * time.Millisecond, Progress: hook,
+		Logger: slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))}
+	if err := im.EnsureCollection(ctx, Schema{Vectorizer: "none"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := im.Import(ctx, docs, vecs); err != nil {
+		t.Fatalf("import across a restart: %v", err)
+	}
+	select {
+	case err := <-restarted:
+		if err != nil {
+			t.Fatalf("restart: %v", err)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the restart never finished")
+	}
+	n, err := im.Count(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != len(docs) {
+		t.Fatalf("%d objects after an import across a restart, want %d", n, len(docs))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logs.String(), "retrying") {
+		t.Errorf("no batch was retried: the restart did not happen during the import\n%s", logs.String())
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

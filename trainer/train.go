@@ -16,6 +16,7 @@ import (
 
 	"github.com/sugarme/gotch"
 
+	"github.com/xling-ir/xling/internal/jsonfile"
 	"github.com/xling-ir/xling/internal/torchx"
 	"github.com/xling-ir/xling/vectorizer"
 	"github.com/xling-ir/xling/vectorizer/static"
@@ -210,7 +211,7 @@ func (r *Run) Execute(ctx context.Context) (Result, error) {
 				return Result{}, err
 			}
 			ev.Step = step
-			if err := appendJSON(filepath.Join(r.Dir, "eval.jsonl"), ev); err != nil {
+			if err := jsonfile.Append(filepath.Join(r.Dir, "eval.jsonl"), ev); err != nil {
 				return Result{}, err
 			}
 			log.Info("validation", "step", step, "map_mono", fmt.Sprintf("%.4f", ev.Mono.MAP), "map_cross", fmt.Sprintf("%.4f", ev.Cross.MAP), "map_multi", fmt.Sprintf("%.4f", ev.Multi.MAP))
@@ -218,7 +219,7 @@ func (r *Run) Execute(ctx context.Context) (Result, error) {
 				if err := r.export(filepath.Join(r.Dir, "best"), enc); err != nil {
 					return Result{}, err
 				}
-				if err := writeJSON(filepath.Join(r.Dir, "best", "evaluation.json"), ev); err != nil {
+				if err := jsonfile.Write(filepath.Join(r.Dir, "best", "evaluation.json"), ev); err != nil {
 					return Result{}, err
 				}
 			}
@@ -363,7 +364,7 @@ func (r *Run) checkConfig() error {
 	path := filepath.Join(r.Dir, "config.json")
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return writeJSON(path, r.Config)
+		return jsonfile.Write(path, r.Config)
 	}
 	if err != nil {
 		return err
@@ -411,7 +412,7 @@ func (r *Run) checkpoint(step int, loss float64, enc net, s *Sampler) error {
 	if err != nil {
 		return err
 	}
-	if err := writeJSON(filepath.Join(tmp, "state.json"), checkpointState{Step: step, Loss: loss, Sampler: sb, Config: r.Config}); err != nil {
+	if err := jsonfile.Write(filepath.Join(tmp, "state.json"), checkpointState{Step: step, Loss: loss, Sampler: sb, Config: r.Config}); err != nil {
 		return err
 	}
 	os.RemoveAll(dir)
@@ -465,25 +466,4 @@ func (r *Run) bestEvaluation() (*Evaluation, error) {
 	}
 	var ev Evaluation
 	return &ev, json.Unmarshal(b, &ev)
-}
-
-func writeJSON(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(path+".tmp", append(b, '\n'), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(path+".tmp", path)
-}
-
-func appendJSON(path string, v any) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	b, _ := json.Marshal(v)
-	_, err = f.Write(append(b, '\n'))
-	return errors.Join(err, f.Close())
 }

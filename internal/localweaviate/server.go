@@ -40,6 +40,10 @@ type Server struct {
 	GRPCHost string // host:port of the gRPC API
 	DataDir  string
 
+	bin      string
+	args     []string
+	env      []string
+	timeout  time.Duration
 	cmd      *exec.Cmd
 	log      *tailBuffer
 	exited   chan struct{}
@@ -126,33 +130,69 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	for k, v := range opts.Env {
 		env[k] = v
 	}
-	cmd := exec.Command(bin, "--scheme", "http", "--host", "127.0.0.1", "--port", strconv.Itoa(httpPort))
-	cmd.Env = os.Environ()
+	s.bin = bin
+	s.args = []string{"--scheme", "http", "--host", "127.0.0.1", "--port", strconv.Itoa(httpPort)}
+	s.env = os.Environ()
 	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
+		s.env = append(s.env, k+"="+v)
 	}
+	s.timeout = opts.StartTimeout
+	if s.timeout == 0 {
+		s.timeout = 2 * time.Minute
+	}
+	if err := s.launch(ctx, log); err != nil {
+		_ = s.Stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+// launch starts the process and waits until it is ready.
+func (s *Server) launch(ctx context.Context, log *slog.Logger) error {
+	cmd := exec.Command(s.bin, s.args...)
+	cmd.Env = s.env
 	cmd.Stdout, cmd.Stderr = s.log, s.log
 	// Its own process group, so that a Ctrl-C meant for the caller does not
 	// kill the server before Stop can shut it down cleanly.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		s.cleanup()
-		return nil, fmt.Errorf("start %s: %w", bin, err)
+		return fmt.Errorf("start %s: %w", s.bin, err)
 	}
 	s.cmd = cmd
-	go func() { s.waitErr = cmd.Wait(); close(s.exited) }()
+	exited := make(chan struct{})
+	s.exited = exited
+	go func() { s.waitErr = cmd.Wait(); close(exited) }()
 	log.Info("weaviate starting", "url", s.URL(), "grpc", s.GRPCHost, "data", s.DataDir)
-
-	timeout := opts.StartTimeout
-	if timeout == 0 {
-		timeout = 2 * time.Minute
-	}
-	if err := s.waitReady(ctx, timeout); err != nil {
-		_ = s.Stop()
-		return nil, err
+	if err := s.waitReady(ctx, s.timeout); err != nil {
+		return err
 	}
 	log.Info("weaviate ready", "url", s.URL())
-	return s, nil
+	return nil
+}
+
+// Restart stops the server as an orchestrator would (SIGTERM) and starts it
+// again on the same ports and data: a rolling restart, as clients see it.
+func (s *Server) Restart(ctx context.Context) error {
+	if err := s.terminate(); err != nil {
+		return err
+	}
+	return s.launch(ctx, slog.New(slog.DiscardHandler))
+}
+
+// terminate sends SIGTERM and waits, killing the process group after 15 s.
+func (s *Server) terminate() error {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return nil
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exited:
+		return nil
+	case <-time.After(15 * time.Second):
+		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+		<-s.exited
+		return fmt.Errorf("weaviate did not stop within 15s of SIGTERM; killed")
+	}
 }
 
 func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
@@ -184,16 +224,7 @@ func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
 func (s *Server) Stop() error {
 	var err error
 	s.stopOnce.Do(func() {
-		if s.cmd != nil && s.cmd.Process != nil {
-			_ = s.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-s.exited:
-			case <-time.After(15 * time.Second):
-				_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-				<-s.exited
-				err = fmt.Errorf("weaviate did not stop within 15s of SIGTERM; killed")
-			}
-		}
+		err = s.terminate()
 		s.cleanup()
 	})
 	return err
