@@ -85,6 +85,55 @@ func TestImportXQuADR(t *testing.T) {
 	if !strings.Contains(progress.String(), "13014/13014 objects (100%)") {
 		t.Errorf("progress output lacks the final line: %q", progress.String()[max(0, progress.Len()-200):])
 	}
+
+	// The full LAReQA protocol in Weaviate with the model's vectors, every
+	// question of every language: 11 monolingual pairs, 110 cross-lingual,
+	// 11 query languages in the multilingual pool (157,080 queries). BM25
+	// runs on a sample of questions: its check is only that monolingual
+	// retrieval is far above chance.
+	search, err := DialSearch(Connection{URL: srv.URL(), GRPC: srv.GRPCHost})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer search.Close()
+	ev := &Evaluator{Search: search, Class: "XquadR", Depth: 100, Concurrency: 8}
+	questions := make([]string, len(ds.Questions))
+	for i, q := range ds.Questions {
+		questions[i] = q.Text
+	}
+	qvecs, err := v.Encode(ctx, questions, vectorizer.Query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sample := ds.Sample(100)
+	for _, c := range []struct {
+		method Method
+		ds     *qa.Dataset
+	}{{Dense, ds}, {BM25, sample}} {
+		vecs := qvecs
+		if c.method == BM25 {
+			vecs = nil
+		}
+		start := time.Now()
+		rep, runs, err := ev.Evaluate(ctx, c.ds, c.method, vecs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s: %d queries in %s; mAP mono %.4f cross %.4f multi %.4f, bias %.1f", c.method, len(runs), time.Since(start).Round(time.Second),
+			rep.Mono.MAP, rep.Cross.MAP, rep.Multi.MAP, rep.LanguageBias)
+		want := len(c.ds.Questions) * 12
+		if rep.Mono.Averaged != 11 || rep.Cross.Averaged != 110 || rep.Multi.Averaged != 11 || len(runs) != want {
+			t.Errorf("%s: averaged over %d mono pairs, %d cross pairs, %d query languages from %d runs; want 11, 110, 11 from %d",
+				c.method, rep.Mono.Averaged, rep.Cross.Averaged, rep.Multi.Averaged, len(runs), want)
+		}
+		// Chance in a pool of about 1,190 candidates is under 0.01.
+		if c.method == BM25 && rep.Mono.MAP < 0.3 {
+			t.Errorf("BM25 monolingual mAP %.4f is not clearly above chance", rep.Mono.MAP)
+		}
+	}
+	if len(ds.Questions) != 13090 {
+		t.Errorf("%d XQuAD-R questions, want 13,090", len(ds.Questions))
+	}
 }
 
 // TestWeaviateDown checks that an unreachable Weaviate is retried, then

@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/xling-ir/xling/internal/charts"
 
 	"github.com/xling-ir/xling/qa"
 )
@@ -86,4 +89,33 @@ func Markdown(reports []*Report) string {
 	}
 	fmt.Fprintf(&b, "\nmAP is averaged over all relevant candidates with each ranking cut at %d results, per language pair (mono, cross) or query language (multi), then macro-averaged. Language bias: spread of the ranks of a question's parallel relevant candidates in the multilingual pool (lower is better; candidates beyond %d count at %d).\n", d, d, d+1)
 	return b.String()
+}
+
+// WriteCharts draws reports as PNG files in dir: mAP by setting across the
+// methods (map.png) and a per-language-pair heatmap of mAP per method
+// (pairs-<method>.png). It returns the files' names.
+func WriteCharts(dir string, ds *qa.Dataset, reports []*Report) ([]string, error) {
+	var files []string
+	var series []charts.Series
+	for _, r := range reports {
+		series = append(series, charts.Series{Name: string(r.Method), Values: []float64{r.Mono.MAP, r.Cross.MAP, r.Multi.MAP}})
+		name := "pairs-" + string(r.Method) + ".png"
+		err := charts.Heatmap(filepath.Join(dir, name), fmt.Sprintf("%s: mAP@%d per language pair (%s)", ds.Name, r.Depth, r.Method),
+			"candidate language", "question language", ds.Languages, ds.Languages, func(q, c string) (float64, bool) {
+				v, ok := r.PairMAP[q+"->"+c]
+				return v, ok
+			})
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, name)
+	}
+	if len(reports) > 0 {
+		if err := charts.Bars(filepath.Join(dir, "map.png"), fmt.Sprintf("%s: mAP@%d by setting", ds.Name, reports[0].Depth), "mAP",
+			[]string{"mono", "cross", "multi"}, series); err != nil {
+			return nil, err
+		}
+		files = append(files, "map.png")
+	}
+	return files, nil
 }

@@ -211,6 +211,9 @@ func runEval(ctx context.Context, fs *flag.FlagSet, args []string) error {
 			return err
 		}
 	}
+	if _, err := indexer.WriteCharts(*out, ds, reports); err != nil {
+		return err
+	}
 	b, _ := json.MarshalIndent(reports, "", "  ")
 	md := indexer.Markdown(reports)
 	if err := errors.Join(os.WriteFile(filepath.Join(*out, "report.json"), b, 0o644), os.WriteFile(filepath.Join(*out, "report.md"), []byte(md), 0o644)); err != nil {

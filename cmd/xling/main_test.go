@@ -125,7 +125,7 @@ func TestIndexCommand(t *testing.T) {
 	if !strings.Contains(stdout, "| mlqa-r | dense |") || !strings.Contains(stdout, "| mlqa-r | bm25 |") {
 		t.Fatalf("eval table:\n%s", stdout)
 	}
-	for _, f := range []string{"report.json", "report.md", "dense.run", "dense.qrels", "bm25.run", "bm25.qrels"} {
+	for _, f := range []string{"report.json", "report.md", "dense.run", "dense.qrels", "bm25.run", "bm25.qrels", "hybrid.run", "map.png", "pairs-dense.png", "pairs-bm25.png", "pairs-hybrid.png"} {
 		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
 			t.Errorf("xling eval wrote no %s", f)
 		}
