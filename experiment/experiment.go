@@ -367,10 +367,7 @@ func (e *evaluator) model(ctx context.Context, d Direction, ds *qa.Dataset, meth
 	defer v.Close()
 	class := className(d, method, seed)
 	docs := indexer.Docs(ds, indexer.CandidateText(e.cfg.Candidate))
-	texts := make([]string, len(docs))
-	for i, doc := range docs {
-		texts[i] = doc.Text
-	}
+	texts := indexer.Texts(docs)
 	e.log.Info("indexing", "direction", d.Name(), "method", method, "seed", seed, "collection", class, "candidates", len(docs))
 	vecs, err := v.Encode(ctx, texts, vectorizer.Passage)
 	if err != nil {

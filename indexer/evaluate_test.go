@@ -32,10 +32,7 @@ func TestEvaluateInWeaviate(t *testing.T) {
 	}
 	defer v.Close()
 	docs := Docs(ds, Sentence)
-	texts := make([]string, len(docs))
-	for i, d := range docs {
-		texts[i] = d.Text
-	}
+	texts := Texts(docs)
 	ctx := context.Background()
 	cvecs, err := v.Encode(ctx, texts, vectorizer.Passage)
 	if err != nil {

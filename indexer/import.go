@@ -64,6 +64,15 @@ func Docs(ds *qa.Dataset, mode CandidateText) []Doc {
 	return out
 }
 
+// Texts are the docs' texts, in order: what an encoder embeds.
+func Texts(docs []Doc) []string {
+	out := make([]string, len(docs))
+	for i, d := range docs {
+		out[i] = d.Text
+	}
+	return out
+}
+
 // Connection says how to reach Weaviate.
 type Connection struct {
 	URL    string // http://host:port

@@ -46,10 +46,7 @@ func TestImportXQuADR(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer v.Close()
-	texts := make([]string, len(docs))
-	for i, d := range docs {
-		texts[i] = d.Text
-	}
+	texts := Texts(docs)
 	start := time.Now()
 	vecs, err := v.Encode(context.Background(), texts, vectorizer.Passage)
 	if err != nil {
@@ -187,10 +184,7 @@ func TestImportSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer v.Close()
-	texts := make([]string, len(docs))
-	for i, d := range docs {
-		texts[i] = d.Text
-	}
+	texts := Texts(docs)
 	ctx := context.Background()
 	vecs, err := v.Encode(ctx, texts, vectorizer.Passage)
 	if err != nil {

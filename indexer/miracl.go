@@ -44,10 +44,7 @@ func ImportMIRACL(ctx context.Context, im *Importer, corpus string, langs []stri
 		}
 		var vecs [][]float32
 		if encode != nil {
-			texts := make([]string, len(docs))
-			for i, d := range docs {
-				texts[i] = d.Text
-			}
+			texts := Texts(docs)
 			var err error
 			if vecs, err = encode(texts); err != nil {
 				return err

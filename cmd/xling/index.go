@@ -111,10 +111,7 @@ func runIndex(ctx context.Context, fs *flag.FlagSet, args []string) error {
 			return err
 		}
 		defer v.Close()
-		texts := make([]string, len(docs))
-		for i, d := range docs {
-			texts[i] = d.Text
-		}
+		texts := indexer.Texts(docs)
 		logger().Info("encoding candidates", "count", len(texts), "model", *model)
 		if vecs, err = v.Encode(ctx, texts, vectorizer.Passage); err != nil {
 			return err

@@ -67,10 +67,7 @@ func Index(ctx context.Context, w io.Writer, opts IndexOptions) error {
 	defer search.Close()
 
 	docs := indexer.Docs(ds, indexer.Sentence)
-	texts := make([]string, len(docs))
-	for i, d := range docs {
-		texts[i] = d.Text
-	}
+	texts := indexer.Texts(docs)
 	start := time.Now()
 	vecs, err := v.Encode(ctx, texts, vectorizer.Passage)
 	if err != nil {
