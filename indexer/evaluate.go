@@ -299,12 +299,14 @@ func Score(ds *qa.Dataset, runs []Run, method Method, depth int) *Report {
 			mean(&rep.Cross, a)
 		}
 	}
-	for _, a := range multi {
-		mean(&rep.Multi, a)
+	// Sums in sorted order: a float sum in map order would differ in its
+	// last bits from run to run, and the report must recompute exactly.
+	for _, k := range sortedKeys(multi) {
+		mean(&rep.Multi, multi[k])
 	}
 	biasSum := 0.0
-	for _, b := range bias {
-		biasSum += b.ap / float64(b.n)
+	for _, k := range sortedKeys(bias) {
+		biasSum += bias[k].ap / float64(bias[k].n)
 	}
 	if len(bias) > 0 {
 		rep.LanguageBias = biasSum / float64(len(bias))
@@ -321,4 +323,13 @@ func Score(ds *qa.Dataset, runs []Run, method Method, depth int) *Report {
 		rep.Top10Share[lang] = n / float64(shareN)
 	}
 	return rep
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
