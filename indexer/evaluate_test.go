@@ -124,9 +124,9 @@ func TestEvaluateInWeaviate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Chance is about 1/2,000 in a pool of that size.
+	// Chance is about 1/2,000 in a pool of that size; BlockMax WAND gave 0.09.
 	t.Logf("bm25: mono %.4f cross %.4f multi %.4f; top-10 shares %v", bm25.Mono.MAP, bm25.Cross.MAP, bm25.Multi.MAP, bm25.Top10Share)
-	if bm25.Mono.MAP < 0.1 {
+	if bm25.Mono.MAP < 0.3 {
 		t.Errorf("BM25 monolingual mAP %.4f is not clearly above chance", bm25.Mono.MAP)
 	}
 	// Hybrid fuses the two: at least as good as the weaker in the
