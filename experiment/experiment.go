@@ -211,9 +211,8 @@ func (s *study) train(ctx context.Context, d Direction) error {
 				c.LR = 1e-3 // from scratch
 			}
 			c.CheckpointEvery, c.EvalEvery, c.LogEvery = max(c.Steps/5, 1), c.Steps, max(c.Steps/10, 1)
-			c.Threads = s.opts.Threads
 			s.log.Info("training", "direction", d.Name(), "mode", mode, "seed", seed, "steps", c.Steps, "pairs", len(train))
-			run := &trainer.Run{Dir: dir, Config: c, Train: train, Valid: valid, Logger: s.log}
+			run := &trainer.Run{Dir: dir, Config: c, Train: train, Valid: valid, Logger: s.log, Threads: s.opts.Threads}
 			res, err := run.Execute(ctx)
 			if err != nil {
 				return fmt.Errorf("train %s %s seed %d: %w", d.Name(), mode, seed, err)

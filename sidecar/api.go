@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/xling-ir/xling/vectorizer"
@@ -108,7 +110,7 @@ func decodeVectorsRequest(body []byte, modelDims int) (vectorsRequest, error) {
 		Config requestConfig   `json:"config"`
 	}
 	if err := json.Unmarshal(body, &raw); err != nil {
-		return vectorsRequest{}, badRequest("invalid JSON: %v", err)
+		return vectorsRequest{}, jsonError(err)
 	}
 	if len(raw.Text) == 0 || string(raw.Text) == "null" {
 		return vectorsRequest{}, badRequest(`missing "text"`)
@@ -116,6 +118,9 @@ func decodeVectorsRequest(body []byte, modelDims int) (vectorsRequest, error) {
 	var req vectorsRequest
 	if err := json.Unmarshal(raw.Text, &req.Text); err != nil {
 		return vectorsRequest{}, badRequest(`"text" must be a string`)
+	}
+	if err := checkSurrogates(raw.Text); err != nil {
+		return vectorsRequest{}, badRequest(`"text": %v`, err)
 	}
 	req.Config = raw.Config
 	var err error
@@ -135,7 +140,7 @@ func decodeBatchRequest(body []byte, modelDims, maxTexts int) (batchRequest, err
 		Config requestConfig   `json:"config"`
 	}
 	if err := json.Unmarshal(body, &raw); err != nil {
-		return batchRequest{}, badRequest("invalid JSON: %v", err)
+		return batchRequest{}, jsonError(err)
 	}
 	var req batchRequest
 	if len(raw.Texts) == 0 || string(raw.Texts) == "null" {
@@ -147,6 +152,9 @@ func decodeBatchRequest(body []byte, modelDims, maxTexts int) (batchRequest, err
 	if len(req.Texts) == 0 {
 		return batchRequest{}, badRequest(`"texts" is empty`)
 	}
+	if err := checkSurrogates(raw.Texts); err != nil {
+		return batchRequest{}, badRequest(`"texts": %v`, err)
+	}
 	if len(req.Texts) > maxTexts {
 		return batchRequest{}, &requestError{status: 413, msg: fmt.Sprintf("%d texts in one request; the limit is %d", len(req.Texts), maxTexts)}
 	}
@@ -155,6 +163,79 @@ func decodeBatchRequest(body []byte, modelDims, maxTexts int) (batchRequest, err
 		return batchRequest{}, err
 	}
 	return req, nil
+}
+
+// jsonError describes a JSON decoding error in the client's terms: the
+// position or the field, never the server's Go types.
+func jsonError(err error) error {
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syntax):
+		return badRequest("invalid JSON at byte %d: %s", syntax.Offset, strings.TrimPrefix(syntax.Error(), "json: "))
+	case errors.As(err, &typ):
+		want := "a " + typ.Type.Kind().String()
+		switch typ.Type.Kind() {
+		case reflect.Struct, reflect.Map:
+			want = "an object"
+		case reflect.Slice, reflect.Array:
+			want = "an array"
+		case reflect.Pointer, reflect.Int, reflect.Int64:
+			want = "an integer"
+		}
+		if typ.Field == "" {
+			return badRequest("the body must be a JSON object, not %s", typ.Value)
+		}
+		return badRequest("field %q must be %s, not %s", typ.Field, want, typ.Value)
+	}
+	return badRequest("invalid JSON: %s", strings.TrimPrefix(err.Error(), "json: "))
+}
+
+// checkSurrogates refuses \u escapes of unpaired UTF-16 surrogates, which
+// encoding/json turns silently into U+FFFD: the same silent loss as the
+// invalid UTF-8 that checkBody refuses. raw is a JSON value.
+func checkSurrogates(raw []byte) error {
+	hex4 := func(i int) (rune, bool) {
+		if i+6 > len(raw) || raw[i] != '\\' || raw[i+1] != 'u' {
+			return 0, false
+		}
+		var r rune
+		for _, c := range raw[i+2 : i+6] {
+			switch {
+			case '0' <= c && c <= '9':
+				r = r<<4 | rune(c-'0')
+			case 'a' <= c && c <= 'f':
+				r = r<<4 | rune(c-'a'+10)
+			case 'A' <= c && c <= 'F':
+				r = r<<4 | rune(c-'A'+10)
+			default:
+				return 0, false
+			}
+		}
+		return r, true
+	}
+	for i := 0; i < len(raw); i++ {
+		if raw[i] != '\\' {
+			continue
+		}
+		r, ok := hex4(i)
+		if !ok {
+			i++ // another escape: skip its second byte (it may be a backslash)
+			continue
+		}
+		switch {
+		case 0xD800 <= r && r < 0xDC00:
+			if lo, ok := hex4(i + 6); ok && 0xDC00 <= lo && lo < 0xE000 {
+				i += 11
+				continue
+			}
+			return fmt.Errorf("unpaired UTF-16 surrogate \\u%04X at byte %d: not a character", r, i)
+		case 0xDC00 <= r && r < 0xE000:
+			return fmt.Errorf("unpaired UTF-16 surrogate \\u%04X at byte %d: not a character", r, i)
+		}
+		i += 5
+	}
+	return nil
 }
 
 // truncate keeps the first dims components and renormalises, as Weaviate's
@@ -177,4 +258,7 @@ func truncate(v []float32, dims int) []float32 {
 	return out
 }
 
-var errOverloaded = errors.New("the inference queue is full; retry shortly")
+var (
+	errOverloaded   = errors.New("the inference queue is full; retry shortly")
+	errShuttingDown = errors.New("the server is shutting down")
+)

@@ -2,6 +2,9 @@ package sidecar
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"sync"
 	"time"
 
 	"github.com/xling-ir/xling/vectorizer"
@@ -14,13 +17,22 @@ type Encoder interface {
 	Dims() int
 }
 
-// BatchLimits bound the dynamic batches.
+// BatchLimits bound the dynamic batches and the queue in front of them.
 type BatchLimits struct {
 	MaxTexts  int           // texts per forward pass
 	MaxTokens int           // padded tokens per forward pass (texts x longest)
 	MaxWait   time.Duration // how long the first text of a batch waits for company
-	Queue     int           // texts waiting; more are refused with 503
+	// Queue bounds the texts waiting, single and bulk together; beyond it
+	// requests get 503. Bulk requests may fill three quarters of it, so
+	// that Weaviate's one-text requests always find room.
+	Queue int
 }
+
+// bulkShare is the part of the queue bulk requests may hold.
+func (l BatchLimits) bulkShare() int { return max(1, l.Queue*3/4) }
+
+// errTooMany refuses a bulk request that could never fit the queue.
+var errTooMany = errors.New("more texts than the queue holds")
 
 // job is one text waiting for its vector.
 type job struct {
@@ -34,47 +46,155 @@ type result struct {
 	err error
 }
 
-// batcher merges concurrent one-text requests of one kind into forward
-// passes. Weaviate sends one text per request, so without it every request
-// would be a batch of one.
+// batcher merges queued texts of one kind into forward passes. Weaviate
+// sends one text per request, so without it every request would be a batch
+// of one. Every text goes through it: one-text requests first, bulk texts
+// (/vectors/batch) filling the rest of each pass, so that a bulk client
+// cannot make Weaviate's queries wait behind thousands of texts.
 type batcher struct {
 	enc     Encoder
 	kind    vectorizer.Kind
 	limits  BatchLimits
-	queue   chan *job
 	metrics *metrics
-	stopped chan struct{}
+
+	mu      sync.Mutex
+	pending int // texts queued, both queues
+	closed  bool
+
+	single, bulk chan *job
+	stopped      chan struct{}
 }
 
 func newBatcher(enc Encoder, kind vectorizer.Kind, limits BatchLimits, m *metrics) *batcher {
-	b := &batcher{enc: enc, kind: kind, limits: limits, queue: make(chan *job, limits.Queue), metrics: m, stopped: make(chan struct{})}
+	b := &batcher{enc: enc, kind: kind, limits: limits, metrics: m,
+		single: make(chan *job, limits.Queue), bulk: make(chan *job, limits.Queue), stopped: make(chan struct{})}
 	go b.run()
 	return b
 }
 
-// submit queues a text and waits for its vector. A full queue is refused at
-// once rather than grown; a request cancelled while queued is dropped from
-// its batch.
-func (b *batcher) submit(ctx context.Context, toks vectorizer.Tokens) ([]float32, error) {
-	j := &job{ctx: ctx, tokens: toks, done: make(chan result, 1)}
-	select {
-	case b.queue <- j:
-	default:
-		return nil, errOverloaded
+// admit reserves room for n texts, or refuses at once: the queue is never
+// grown, so overload costs a 503, not memory.
+func (b *batcher) admit(n int, bulk bool) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	limit := b.limits.Queue
+	if bulk {
+		limit = b.limits.bulkShare()
+		if n > limit {
+			return fmt.Errorf("%w: %d texts, the queue takes at most %d from one request", errTooMany, n, limit)
+		}
 	}
-	b.metrics.queueDepth.WithLabelValues(b.kind.String()).Set(float64(len(b.queue)))
-	select {
-	case r := <-j.done:
-		return r.vec, r.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	switch {
+	case b.closed:
+		return errShuttingDown
+	case b.pending+n > limit:
+		return errOverloaded
 	}
+	b.pending += n
+	b.metrics.queueDepth.WithLabelValues(b.kind.String()).Set(float64(b.pending))
+	return nil
+}
+
+// queued is the number of texts waiting.
+func (b *batcher) queued() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.pending
+}
+
+func (b *batcher) taken() {
+	b.mu.Lock()
+	b.pending--
+	b.metrics.queueDepth.WithLabelValues(b.kind.String()).Set(float64(b.pending))
+	b.mu.Unlock()
+}
+
+// submit queues texts and waits for their vectors. A request whose client
+// goes (or whose deadline passes) returns at once; its texts still queued
+// are skipped, not computed.
+func (b *batcher) submit(ctx context.Context, toks []vectorizer.Tokens, bulk bool) ([][]float32, error) {
+	if err := b.admit(len(toks), bulk); err != nil {
+		return nil, err
+	}
+	q := b.single
+	if bulk {
+		q = b.bulk
+	}
+	jobs := make([]*job, len(toks))
+	for i, t := range toks {
+		jobs[i] = &job{ctx: ctx, tokens: t, done: make(chan result, 1)}
+		q <- jobs[i] // never blocks: admit reserved the room
+	}
+	out := make([][]float32, len(toks))
+	for i, j := range jobs {
+		select {
+		case r := <-j.done:
+			if r.err != nil {
+				return nil, r.err
+			}
+			out[i] = r.vec
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return out, nil
 }
 
 // close stops taking work and returns once every queued text is answered.
 func (b *batcher) close() {
-	close(b.queue)
+	b.mu.Lock()
+	if !b.closed {
+		b.closed = true
+		close(b.single)
+		close(b.bulk)
+	}
+	b.mu.Unlock()
 	<-b.stopped
+}
+
+// next returns a queued job, one-text requests first. With wait nil it
+// takes only what is already queued; otherwise it waits until wait fires.
+// ok is false when nothing came.
+func (b *batcher) next(wait <-chan time.Time, block bool) (j *job, ok bool) {
+	for b.single != nil || b.bulk != nil {
+		select {
+		case j, ok = <-b.single:
+			if ok {
+				return j, true
+			}
+			b.single = nil
+			continue
+		default:
+		}
+		if !block && wait == nil {
+			select {
+			case j, ok = <-b.bulk:
+				if ok {
+					return j, true
+				}
+				b.bulk = nil
+				continue
+			default:
+				return nil, false
+			}
+		}
+		select {
+		case j, ok = <-b.single:
+			if !ok {
+				b.single = nil
+				continue
+			}
+		case j, ok = <-b.bulk:
+			if !ok {
+				b.bulk = nil
+				continue
+			}
+		case <-wait:
+			return nil, false
+		}
+		return j, true
+	}
+	return nil, false
 }
 
 func (b *batcher) run() {
@@ -85,56 +205,36 @@ func (b *batcher) run() {
 		carry = nil
 		if first == nil {
 			var ok bool
-			if first, ok = <-b.queue; !ok {
+			if first, ok = b.next(nil, true); !ok {
 				return
 			}
+			b.taken()
 		}
 		batch := []*job{first}
 		longest := len(first.tokens.IDs)
-		// With no MaxWait, take only what is already queued.
 		var timeout <-chan time.Time
 		var timer *time.Timer
 		if b.limits.MaxWait > 0 {
 			timer = time.NewTimer(b.limits.MaxWait)
 			timeout = timer.C
 		}
-	collect:
 		for len(batch) < b.limits.MaxTexts {
-			var j *job
-			var ok bool
-			if timeout == nil {
-				select {
-				case j, ok = <-b.queue:
-				default:
-					break collect
-				}
-			} else {
-				select {
-				case j, ok = <-b.queue:
-				case <-timeout:
-					break collect
-				}
-			}
+			j, ok := b.next(timeout, false)
 			if !ok {
-				break collect
+				break
 			}
+			b.taken()
 			l := max(longest, len(j.tokens.IDs))
 			if l*(len(batch)+1) > b.limits.MaxTokens {
 				carry = j
-				break collect
+				break
 			}
 			batch, longest = append(batch, j), l
 		}
 		if timer != nil {
 			timer.Stop()
 		}
-		b.metrics.queueDepth.WithLabelValues(b.kind.String()).Set(float64(len(b.queue)))
 		b.encode(batch)
-		if carry != nil && len(b.queue) == 0 {
-			// Nothing else waits: do not hold the carried job for MaxWait.
-			b.encode([]*job{carry})
-			carry = nil
-		}
 	}
 }
 

@@ -74,6 +74,11 @@ type Server struct {
 
 // New builds a server; it answers 503 on /.well-known/ready until Warm.
 func New(opts Options) (*Server, error) {
+	reg := prometheus.NewRegistry()
+	return newServer(opts, reg, newMetrics(reg))
+}
+
+func newServer(opts Options, reg *prometheus.Registry, m *metrics) (*Server, error) {
 	if opts.Passage.Encoder == nil {
 		return nil, errors.New("sidecar: no model")
 	}
@@ -103,9 +108,8 @@ func New(opts Options) (*Server, error) {
 			return nil, fmt.Errorf("sidecar: the query model has %d dimensions, the passage model %d", query.Dims(), opts.Passage.Dims())
 		}
 	}
-	s := &Server{opts: opts, log: opts.Logger, registry: prometheus.NewRegistry(),
+	s := &Server{opts: opts, log: opts.Logger, registry: reg, metrics: m,
 		models: map[vectorizer.Kind]Model{vectorizer.Passage: opts.Passage, vectorizer.Query: query}}
-	s.metrics = newMetrics(s.registry)
 	s.batchers = map[vectorizer.Kind]*batcher{}
 	for kind, m := range s.models {
 		limits := opts.Limits
@@ -243,12 +247,12 @@ func (s *Server) vectors(w http.ResponseWriter, r *http.Request) {
 	if toks.Truncated {
 		s.metrics.truncations.Inc()
 	}
-	vec, err := s.batchers[req.Kind].submit(r.Context(), toks)
+	vecs, err := s.batchers[req.Kind].submit(r.Context(), []vectorizer.Tokens{toks}, false)
 	if err != nil {
 		s.fail(w, err)
 		return
 	}
-	vec = truncate(vec, req.Dims)
+	vec := truncate(vecs[0], req.Dims)
 	writeJSON(w, http.StatusOK, vectorsResponse{Text: req.Text, Vector: vec, Dims: len(vec)})
 }
 
@@ -273,10 +277,7 @@ func (s *Server) batch(w http.ResponseWriter, r *http.Request) {
 			s.metrics.truncations.Inc()
 		}
 	}
-	// Bulk texts skip the dynamic batcher: they are a batch already.
-	start := time.Now()
-	vecs, err := m.EncodeTokens(r.Context(), toks, req.Kind)
-	s.metrics.inference.Observe(time.Since(start).Seconds())
+	vecs, err := s.batchers[req.Kind].submit(r.Context(), toks, true)
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -294,15 +295,23 @@ func (s *Server) fail(w http.ResponseWriter, err error) {
 	switch {
 	case errors.As(err, &re):
 		writeError(w, re.status, re.msg)
-	case errors.Is(err, errOverloaded):
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, err.Error())
+	case errors.Is(err, errTooMany):
+		writeError(w, http.StatusRequestEntityTooLarge, err.Error())
+	case errors.Is(err, errOverloaded), errors.Is(err, errShuttingDown):
+		retryLater(w, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		retryLater(w, "the encoder did not reach this request before its deadline (set below the write timeout, so that the answer still arrives)")
 	case errors.Is(err, context.Canceled):
 		writeError(w, 499, "client closed the request") // nginx's code; the client is gone
 	default:
 		s.log.Error("inference failed", "err", err)
 		writeError(w, http.StatusInternalServerError, err.Error())
 	}
+}
+
+func retryLater(w http.ResponseWriter, msg string) {
+	w.Header().Set("Retry-After", "1")
+	writeError(w, http.StatusServiceUnavailable, msg)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -317,9 +326,12 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, map[string]string{"error": msg})
 }
 
+// statusRecorder keeps what the client received: the status, or that the
+// answer never arrived.
 type statusRecorder struct {
 	http.ResponseWriter
 	status int
+	lost   bool // a write failed: the client has gone
 }
 
 func (r *statusRecorder) WriteHeader(code int) {
@@ -327,13 +339,33 @@ func (r *statusRecorder) WriteHeader(code int) {
 	r.ResponseWriter.WriteHeader(code)
 }
 
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	n, err := r.ResponseWriter.Write(b)
+	if err != nil {
+		r.lost = true
+	}
+	return n, err
+}
+
+// code is the metrics label of what the client received.
+func (r *statusRecorder) code(req *http.Request) string {
+	if r.lost || (req.Context().Err() == context.Canceled && r.status != 499) {
+		return "aborted"
+	}
+	return strconv.Itoa(r.status)
+}
+
 func (s *Server) instrument(endpoint string, h http.HandlerFunc) http.Handler {
+	return instrument(s.metrics, endpoint, h)
+}
+
+func instrument(m *metrics, endpoint string, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		h(rec, r)
-		s.metrics.requests.WithLabelValues(endpoint, strconv.Itoa(rec.status)).Inc()
-		s.metrics.latency.WithLabelValues(endpoint).Observe(time.Since(start).Seconds())
+		m.requests.WithLabelValues(endpoint, rec.code(r)).Inc()
+		m.latency.WithLabelValues(endpoint).Observe(time.Since(start).Seconds())
 	})
 }
 
@@ -343,22 +375,28 @@ type Timeouts struct {
 }
 
 // Run serves on l until ctx is done. It answers at once — live says 200,
-// ready 503 — while load builds the server and Warm runs, then serves the
-// API. On shutdown it stops accepting, lets in-flight requests (and so every
-// queued text) finish within t.Shutdown, closes the batchers and calls the
-// cleanup load returned.
-func Run(ctx context.Context, l net.Listener, t Timeouts, log *slog.Logger, load func(context.Context) (*Server, func(), error)) error {
+// everything else 503 with Retry-After, counted in the metrics — while
+// load reads the model and Warm runs, then serves the API. Every request
+// gets a deadline a tenth below the write timeout, so that a client always
+// receives an answer (503 when the encoder did not reach it in time), never
+// a connection closed on an empty reply. On shutdown it stops accepting,
+// lets in-flight requests (and so every queued text) finish within
+// t.Shutdown, closes the batchers and calls the cleanup load returned.
+func Run(ctx context.Context, l net.Listener, t Timeouts, log *slog.Logger, load func(context.Context) (Options, func(), error)) error {
+	reg := prometheus.NewRegistry()
+	m := newMetrics(reg)
 	var current atomic.Pointer[http.Handler]
-	loading := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/.well-known/live" {
-			w.WriteHeader(http.StatusOK)
-			return
-		}
-		writeError(w, http.StatusServiceUnavailable, "model loading")
+	loadingMux := http.NewServeMux()
+	loadingMux.Handle("GET /.well-known/live", instrument(m, "live", func(w http.ResponseWriter, r *http.Request) {}))
+	loadingMux.Handle("GET /metrics", instrument(m, "metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP))
+	loadingMux.Handle("/", instrument(m, "loading", func(w http.ResponseWriter, r *http.Request) {
+		retryLater(w, "model loading")
 	}))
+	loading := http.Handler(loadingMux)
 	current.Store(&loading)
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*current.Load()).ServeHTTP(w, r) })
 	srv := &http.Server{
-		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*current.Load()).ServeHTTP(w, r) }),
+		Handler:           withDeadline(handler, t.Write*9/10),
 		ReadHeaderTimeout: t.Read, ReadTimeout: t.Read, WriteTimeout: t.Write, IdleTimeout: t.Idle,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -366,13 +404,23 @@ func Run(ctx context.Context, l net.Listener, t Timeouts, log *slog.Logger, load
 	go func() { errc <- srv.Serve(l) }()
 
 	start := time.Now()
-	s, cleanup, err := load(ctx)
-	if err == nil {
-		if err = s.Warm(ctx); err != nil {
-			s.Close()
-			cleanup()
+	s, cleanup, err := func() (*Server, func(), error) {
+		opts, cleanup, err := load(ctx)
+		if err != nil {
+			return nil, nil, err
 		}
-	}
+		s, err := newServer(opts, reg, m)
+		if err == nil {
+			if err = s.Warm(ctx); err != nil {
+				s.Close()
+			}
+		}
+		if err != nil {
+			cleanup()
+			return nil, nil, err
+		}
+		return s, cleanup, nil
+	}()
 	if err != nil {
 		srv.Close()
 		return err
@@ -398,4 +446,17 @@ func Run(ctx context.Context, l net.Listener, t Timeouts, log *slog.Logger, load
 		return fmt.Errorf("graceful shutdown: %w", err)
 	}
 	return nil
+}
+
+// withDeadline gives every request a deadline d after it arrives (none
+// when d is 0).
+func withDeadline(h http.Handler, d time.Duration) http.Handler {
+	if d <= 0 {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), d)
+		defer cancel()
+		h.ServeHTTP(w, r.WithContext(ctx))
+	})
 }

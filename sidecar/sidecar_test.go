@@ -158,7 +158,10 @@ func TestBadRequests(t *testing.T) {
 		msg              string
 	}{
 		{"invalid JSON", "/vectors", `{"text": "x"`, 400, "invalid JSON"},
-		{"not an object", "/vectors", `[1,2]`, 400, "invalid JSON"},
+		{"not an object", "/vectors", `[1,2]`, 400, "must be a JSON object"},
+		{"config of the wrong type", "/vectors", `{"text":"x","config":{"task_type":5}}`, 400, `field "config.task_type" must be a string, not number`},
+		{"lone high surrogate", "/vectors", `{"text":"\ud800abc"}`, 400, `unpaired UTF-16 surrogate \uD800`},
+		{"lone low surrogate", "/vectors/batch", `{"texts":["ok","a\udc00"]}`, 400, `unpaired UTF-16 surrogate \uDC00`},
 		{"empty body", "/vectors", ``, 400, "empty request body"},
 		{"missing text", "/vectors", `{"config":{}}`, 400, `missing "text"`},
 		{"null text", "/vectors", `{"text":null}`, 400, `missing "text"`},
@@ -181,6 +184,14 @@ func TestBadRequests(t *testing.T) {
 		if code != c.code || !strings.Contains(msg, c.msg) {
 			t.Errorf("%s: %d %q, want %d and %q", c.name, code, msg, c.code, c.msg)
 		}
+		// Error bodies speak JSON, not the server's Go types.
+		if strings.Contains(msg, "Go ") || strings.Contains(msg, "sidecar.") || strings.Contains(msg, "struct") {
+			t.Errorf("%s: error names Go internals: %q", c.name, msg)
+		}
+	}
+	// A valid surrogate pair is a character, not an error.
+	if code, out, _ := post(t, ts.URL+"/vectors", `{"text":"emoji \ud83d\ude00 and \\ud800 escaped"}`); code != 200 {
+		t.Fatalf("surrogate pair: %d %v", code, out)
 	}
 	// The server still works.
 	if code, _, _ := post(t, ts.URL+"/vectors", `{"text":"still fine"}`); code != 200 {
@@ -297,7 +308,7 @@ func TestOverloadAndCancellation(t *testing.T) {
 	cctx, cancel := context.WithCancel(context.Background())
 	gone := send(cctx)                   // queued, then abandoned
 	second := send(context.Background()) // queued
-	waitFor(t, func() bool { return len(s.batchers[vectorizer.Passage].queue) == 2 })
+	waitFor(t, func() bool { return s.batchers[vectorizer.Passage].queued() == 2 })
 
 	code, out, hdr := post(t, ts.URL+"/vectors", `{"text":"one too many"}`)
 	if code != 503 || hdr.Get("Retry-After") == "" || !strings.Contains(out["error"].(string), "queue is full") {

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strings"
 	"time"
 
@@ -54,7 +53,6 @@ type Config struct {
 	CheckpointEvery int `json:"checkpoint_every"`
 	EvalEvery       int `json:"eval_every"`
 	LogEvery        int `json:"log_every"`
-	Threads         int `json:"-"`
 }
 
 // Architectures a run can train.
@@ -83,6 +81,9 @@ type Run struct {
 	Train  []Item
 	Valid  []Item
 	Logger *slog.Logger
+	// Threads is libtorch's intra-op thread count; 0 keeps its default. It
+	// is not part of Config: a run may resume with another.
+	Threads int
 	// OnStep, if set, is called after every optimiser step (tests use it
 	// to interrupt a run).
 	OnStep func(step int, loss float64)
@@ -141,8 +142,8 @@ func (r *Run) Execute(ctx context.Context) (Result, error) {
 
 	runtime.LockOSThread() // libtorch's grad mode is per OS thread
 	defer runtime.UnlockOSThread()
-	if cfg.Threads > 0 {
-		torchx.SetThreads(cfg.Threads)
+	if r.Threads > 0 {
+		torchx.SetThreads(r.Threads)
 	}
 	enc, err := r.startingModel(ctx)
 	if err != nil {
@@ -150,15 +151,22 @@ func (r *Run) Execute(ctx context.Context) (Result, error) {
 	}
 	defer enc.close()
 
-	step, loss := 0, math.NaN()
-	if ck, ok := r.latestCheckpoint(); ok {
-		if step, loss, err = r.restore(ck, enc, sampler); err != nil {
-			return Result{}, fmt.Errorf("resume from %s: %w", ck, err)
-		}
-		log.Info("resumed", "checkpoint", ck, "step", step)
-	} else if err := r.export(filepath.Join(r.Dir, "init"), enc); err != nil {
-		// The starting model, exported for the untrained baseline.
+	step, loss, resumed, err := r.resume(enc, sampler, log)
+	if err != nil {
 		return Result{}, err
+	}
+	if !resumed {
+		// The starting model, exported for the untrained baseline.
+		if err := r.export(filepath.Join(r.Dir, "init"), enc); err != nil {
+			return Result{}, err
+		}
+	}
+	// Steps after the checkpoint will run again: their log lines go, so
+	// that the logs read as one uninterrupted run.
+	for _, name := range []string{"train.jsonl", "eval.jsonl"} {
+		if err := truncateLog(filepath.Join(r.Dir, name), step); err != nil {
+			return Result{}, err
+		}
 	}
 
 	trainLog, err := os.OpenFile(filepath.Join(r.Dir, "train.jsonl"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
@@ -277,6 +285,12 @@ func (r *Run) startingModel(ctx context.Context) (net, error) {
 			return nil, err
 		}
 		weights = filepath.Join(cfg.Init, vectorizer.WeightsFile)
+		if err := vectorizer.CheckWeights(mc, weights); err != nil {
+			return nil, err
+		}
+		if tok.MaxID() >= int(mc.VocabSize) {
+			return nil, fmt.Errorf("--init %s: tokenizer.json can produce token id %d but config.json's vocab_size is %d", cfg.Init, tok.MaxID(), mc.VocabSize)
+		}
 	} else {
 		if tok, err = r.trainedTokenizer(ctx); err != nil {
 			return nil, err
@@ -373,90 +387,12 @@ func (r *Run) checkConfig() error {
 	if err := json.Unmarshal(b, &saved); err != nil {
 		return fmt.Errorf("run directory %s: corrupt config.json: %w", r.Dir, err)
 	}
-	saved.Threads = r.Config.Threads
 	if saved != r.Config {
 		a, _ := json.Marshal(saved)
 		c, _ := json.Marshal(r.Config)
 		return fmt.Errorf("run directory %s holds a run with another configuration:\n  saved %s\n  now   %s\nuse a new --out or the same flags", r.Dir, a, c)
 	}
 	return nil
-}
-
-func (r *Run) checkpointDir() string { return filepath.Join(r.Dir, "checkpoints") }
-
-func (r *Run) latestCheckpoint() (string, bool) {
-	b, err := os.ReadFile(filepath.Join(r.checkpointDir(), "LATEST"))
-	if err != nil {
-		return "", false
-	}
-	return filepath.Join(r.checkpointDir(), strings.TrimSpace(string(b))), true
-}
-
-// checkpoint writes model, optimiser and sampler state to a new directory,
-// then points LATEST at it with an atomic rename.
-func (r *Run) checkpoint(step int, loss float64, enc net, s *Sampler) error {
-	name := fmt.Sprintf("step-%07d", step)
-	dir := filepath.Join(r.checkpointDir(), name)
-	tmp := dir + ".tmp"
-	os.RemoveAll(tmp)
-	if err := os.MkdirAll(tmp, 0o755); err != nil {
-		return err
-	}
-	if err := enc.weights().Save(filepath.Join(tmp, "model.safetensors")); err != nil {
-		return err
-	}
-	if err := enc.saveOptimizer(filepath.Join(tmp, "optimizer.safetensors")); err != nil {
-		return err
-	}
-	sb, err := json.Marshal(s)
-	if err != nil {
-		return err
-	}
-	if err := jsonfile.Write(filepath.Join(tmp, "state.json"), checkpointState{Step: step, Loss: loss, Sampler: sb, Config: r.Config}); err != nil {
-		return err
-	}
-	os.RemoveAll(dir)
-	if err := os.Rename(tmp, dir); err != nil {
-		return err
-	}
-	latest := filepath.Join(r.checkpointDir(), "LATEST")
-	if err := os.WriteFile(latest+".tmp", []byte(name+"\n"), 0o644); err != nil {
-		return err
-	}
-	if err := os.Rename(latest+".tmp", latest); err != nil {
-		return err
-	}
-	// Keep the last two checkpoints.
-	entries, _ := filepath.Glob(filepath.Join(r.checkpointDir(), "step-*"))
-	sort.Strings(entries)
-	for i := 0; i+2 < len(entries); i++ {
-		os.RemoveAll(entries[i])
-	}
-	return nil
-}
-
-func (r *Run) restore(dir string, enc net, s *Sampler) (int, float64, error) {
-	b, err := os.ReadFile(filepath.Join(dir, "state.json"))
-	if err != nil {
-		return 0, 0, err
-	}
-	var st checkpointState
-	if err := json.Unmarshal(b, &st); err != nil {
-		return 0, 0, fmt.Errorf("corrupt state.json: %w", err)
-	}
-	if st.Config != r.Config {
-		return 0, 0, errors.New("the checkpoint was written by a run with another configuration")
-	}
-	if err := enc.load(filepath.Join(dir, "model.safetensors")); err != nil {
-		return 0, 0, err
-	}
-	if err := enc.loadOptimizer(filepath.Join(dir, "optimizer.safetensors"), st.Step); err != nil {
-		return 0, 0, err
-	}
-	if err := json.Unmarshal(st.Sampler, s); err != nil {
-		return 0, 0, err
-	}
-	return st.Step, st.Loss, nil
 }
 
 func (r *Run) bestEvaluation() (*Evaluation, error) {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/xling-ir/xling/internal/safetensors"
 	"github.com/xling-ir/xling/vectorizer/transformer"
 )
 
@@ -77,6 +78,30 @@ func readOptions(dir string) (Options, error) {
 		return Options{}, fmt.Errorf("read %s: %w", path, err)
 	}
 	return o, nil
+}
+
+// CheckWeights compares a weights file's header with what cfg implies,
+// before anything is allocated: a config.json that asks for more
+// parameters than the file holds (a million layers, a hidden size of 1e9)
+// is refused instead of exhausting memory.
+func CheckWeights(cfg transformer.Config, path string) error {
+	hdr, err := safetensors.ReadHeader(path)
+	if err != nil {
+		return err
+	}
+	var held float64
+	for _, t := range hdr.Tensors {
+		n := 1.0
+		for _, d := range t.Shape {
+			n *= float64(d)
+		}
+		held += n
+	}
+	if want := cfg.Params(); want > held {
+		return fmt.Errorf("%s holds %.0f values but config.json implies %.0f parameters (%s, vocab_size %d, hidden_size %d, %d layers): the config does not describe these weights",
+			path, held, want, cfg.ModelType, cfg.VocabSize, cfg.HiddenSize, cfg.NumHiddenLayers)
+	}
+	return nil
 }
 
 // Weights is an encoder whose parameters WriteDir saves:

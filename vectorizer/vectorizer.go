@@ -105,8 +105,8 @@ func Load(dir string, lo LoadOptions) (*Vectorizer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if tok.VocabSize() > int(cfg.VocabSize) {
-		return nil, fmt.Errorf("model directory %s: tokenizer.json has %d tokens but config.json's vocab_size is %d", dir, tok.VocabSize(), cfg.VocabSize)
+	if tok.MaxID() >= int(cfg.VocabSize) {
+		return nil, fmt.Errorf("model directory %s: tokenizer.json can produce token id %d but config.json's vocab_size is %d (ids 0-%d)", dir, tok.MaxID(), cfg.VocabSize, cfg.VocabSize-1)
 	}
 	if lo.BatchSize <= 0 {
 		lo.BatchSize = 32
@@ -164,6 +164,9 @@ func loadStatic(dir string, normalize bool) (encoder, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := CheckWeights(cfg, filepath.Join(dir, WeightsFile)); err != nil {
+		return nil, err
+	}
 	m, err := static.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("model directory %s: %w", dir, err)
@@ -190,6 +193,9 @@ func (staticEncoder) close() {}
 func loadModel(dir string, log *slog.Logger) (*transformer.Model, error) {
 	cfg, err := transformer.ReadConfig(filepath.Join(dir, ConfigFile))
 	if err != nil {
+		return nil, err
+	}
+	if err := CheckWeights(cfg, filepath.Join(dir, WeightsFile)); err != nil {
 		return nil, err
 	}
 	m, err := transformer.New(cfg, gotch.CPU)
@@ -364,6 +370,16 @@ func (t *torchEncoder) close() {
 // encode sorts texts by length and cuts them into forward passes so that
 // little work goes to padding: see splitByLength.
 func (t *torchEncoder) encode(ctx context.Context, toks [][]int64) ([][]float32, error) {
+	// Load checked the tokenizer against the table; ids from EncodeTokens'
+	// callers are checked here, as libtorch would fail on them mid-pass.
+	vocab := t.m.Config.VocabSize
+	for i, ids := range toks {
+		for _, id := range ids {
+			if id < 0 || id >= vocab {
+				return nil, &TextError{Index: i, Err: fmt.Errorf("token id %d is outside the vocabulary of %d", id, vocab)}
+			}
+		}
+	}
 	order := make([]int, len(toks))
 	for i := range order {
 		order[i] = i

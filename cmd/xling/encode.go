@@ -47,7 +47,7 @@ func runEncode(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	kind := fs.String("kind", "passage", "query or passage: picks the prefix or encoder")
 	batch := fs.Int("batch", envInt("XLING_BATCH", 32), "texts per forward pass (env XLING_BATCH)")
 	threads := fs.Int("threads", envInt("XLING_THREADS", 1), "libtorch threads (env XLING_THREADS)")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if *model == "" {
@@ -114,7 +114,7 @@ func runTokenizerTrain(ctx context.Context, fs *flag.FlagSet, args []string) err
 		fmt.Fprintln(fs.Output(), "usage: xling tokenizer train [flags] FILE...  (text files, one sentence or paragraph per line)")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {
@@ -152,7 +152,7 @@ func runBenchEncode(ctx context.Context, fs *flag.FlagSet, args []string) error 
 	fs.IntVar(&o.Seq, "seq", 64, "tokens per text")
 	fs.IntVar(&o.Threads, "threads", envInt("XLING_THREADS", 1), "libtorch threads, both sides (env XLING_THREADS)")
 	fs.DurationVar(&o.Time, "time", 10*time.Second, "measuring time per side")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if o.Batch <= 0 || o.Seq <= 2 || strings.TrimSpace(o.Size) == "" {
@@ -171,7 +171,7 @@ func runBenchServe(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	fs.IntVar(&o.Threads, "threads", envInt("XLING_THREADS", 1), "libtorch threads (env XLING_THREADS)")
 	levels := fs.String("concurrency", "1,8,32,64", "comma-separated concurrency levels")
 	fs.StringVar(&o.Texts, "texts", "questions", "questions (sent as queries) or sentences (sent as passages), from XQuAD-R")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	for _, f := range strings.Split(*levels, ",") {

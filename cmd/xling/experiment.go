@@ -21,9 +21,13 @@ func runExperiment(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	dataDir := fs.String("data-dir", cli.Env("XLING_DATA_DIR", ""), "directory holding the datasets the config names; empty means ../shared/data found upward (env XLING_DATA_DIR)")
 	url := fs.String("weaviate", cli.Env("XLING_WEAVIATE_URL", ""), "Weaviate REST URL; empty starts a local one with its data in --out (env XLING_WEAVIATE_URL)")
 	grpc := fs.String("grpc", cli.Env("XLING_WEAVIATE_GRPC", ""), "Weaviate gRPC host:port with --weaviate (env XLING_WEAVIATE_GRPC)")
-	apiKey := fs.String("api-key", cli.Env("XLING_WEAVIATE_API_KEY", ""), "API key of a secured Weaviate (env XLING_WEAVIATE_API_KEY)")
+	apiKey := cli.APIKey(fs, "XLING_WEAVIATE_API_KEY")
 	threads := fs.Int("threads", envInt("XLING_THREADS", 2), "libtorch threads (env XLING_THREADS)")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	key, err := apiKey()
+	if err != nil {
 		return err
 	}
 	cfg := experiment.Default()
@@ -33,7 +37,7 @@ func runExperiment(ctx context.Context, fs *flag.FlagSet, args []string) error {
 			return err
 		}
 	}
-	cfg, err := cfg.WithBudget(*budget)
+	cfg, err = cfg.WithBudget(*budget)
 	if err != nil {
 		return fmt.Errorf("%w: %v", cli.ErrUsage, err)
 	}
@@ -44,7 +48,7 @@ func runExperiment(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	}
 	rep, err := experiment.Run(ctx, cfg, *budget, experiment.Options{
 		Out: *out, DataDir: *dataDir, Threads: *threads, Logger: logger(), Progress: os.Stderr,
-		Weaviate: indexer.Connection{URL: *url, GRPC: *grpc, APIKey: *apiKey},
+		Weaviate: indexer.Connection{URL: *url, GRPC: *grpc, APIKey: key},
 	})
 	if err != nil {
 		return err

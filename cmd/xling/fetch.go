@@ -14,7 +14,7 @@ import (
 func runFetch(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	dir := fs.String("data-dir", cli.Env("XLING_DATA_DIR", "data"), "directory to fill; files already there with the right checksum are kept (env XLING_DATA_DIR)")
 	sets := fs.String("datasets", "xquad-r,mlqa-r,miracl", "comma-separated: xquad-r, mlqa-r, miracl (dev topics and qrels)")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	files := fetch.Select(fetch.Official, strings.Split(*sets, ",")...)

@@ -41,7 +41,8 @@ func className(name string) string {
 // collectionFlags are what index and eval share: the dataset and the
 // Weaviate collection that holds it.
 type collectionFlags struct {
-	dataset, langs, url, grpc, apiKey, class *string
+	dataset, langs, url, grpc, class *string
+	apiKey                           func() (string, error)
 }
 
 func addCollectionFlags(fs *flag.FlagSet) collectionFlags {
@@ -50,7 +51,7 @@ func addCollectionFlags(fs *flag.FlagSet) collectionFlags {
 		langs:   fs.String("langs", "", "comma-separated languages; empty means all"),
 		url:     fs.String("weaviate", cli.Env("XLING_WEAVIATE_URL", "http://localhost:8080"), "Weaviate REST URL (env XLING_WEAVIATE_URL)"),
 		grpc:    fs.String("grpc", cli.Env("XLING_WEAVIATE_GRPC", ""), "Weaviate gRPC host:port; empty means the REST host, port 50051 (env XLING_WEAVIATE_GRPC)"),
-		apiKey:  fs.String("api-key", cli.Env("XLING_WEAVIATE_API_KEY", ""), "API key of a secured Weaviate (env XLING_WEAVIATE_API_KEY)"),
+		apiKey:  cli.APIKey(fs, "XLING_WEAVIATE_API_KEY"),
 		class:   fs.String("class", "", "collection name; empty means one derived from the dataset (xquad-r: XquadR)"),
 	}
 }
@@ -72,12 +73,17 @@ func (c collectionFlags) open() (*qa.Dataset, *weaviate.Client, string, error) {
 	if class == "" {
 		class = className(ds.Name)
 	}
-	client, err := indexer.Connect(c.connection())
+	conn, err := c.connection()
+	if err != nil {
+		return nil, nil, "", err
+	}
+	client, err := indexer.Connect(conn)
 	return ds, client, class, err
 }
 
-func (c collectionFlags) connection() indexer.Connection {
-	return indexer.Connection{URL: *c.url, GRPC: *c.grpc, APIKey: *c.apiKey}
+func (c collectionFlags) connection() (indexer.Connection, error) {
+	key, err := c.apiKey()
+	return indexer.Connection{URL: *c.url, GRPC: *c.grpc, APIKey: key}, err
 }
 
 func runIndex(ctx context.Context, fs *flag.FlagSet, args []string) error {
@@ -87,7 +93,7 @@ func runIndex(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	candidate := fs.String("candidate", string(indexer.Sentence), "what is embedded: sentence or sentence+context")
 	index := fs.String("index", "flat", "vector index: flat (exact) or hnsw")
 	threads := fs.Int("threads", envInt("XLING_THREADS", 1), "libtorch threads (env XLING_THREADS)")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	mode := indexer.CandidateText(*candidate)
@@ -149,7 +155,7 @@ func runEval(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	sample := fs.Int("max-questions", 0, "evaluate the questions of the first N question ids only (every pool whole), as a sampled study does; 0 means all")
 	out := fs.String("out", "eval", "directory for report.json, report.md and TREC run/qrels files")
 	threads := fs.Int("threads", envInt("XLING_THREADS", 1), "libtorch threads (env XLING_THREADS)")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if *model == "" && !*bm25 {
@@ -163,7 +169,11 @@ func runEval(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return err
 	}
-	search, err := indexer.DialSearch(coll.connection())
+	conn, err := coll.connection()
+	if err != nil {
+		return err
+	}
+	search, err := indexer.DialSearch(conn)
 	if err != nil {
 		return err
 	}
@@ -229,19 +239,23 @@ func runMIRACL(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	langs := fs.String("langs", "", "comma-separated languages; empty means every language in the corpus")
 	url := fs.String("weaviate", cli.Env("XLING_WEAVIATE_URL", "http://localhost:8080"), "Weaviate REST URL (env XLING_WEAVIATE_URL)")
 	grpc := fs.String("grpc", cli.Env("XLING_WEAVIATE_GRPC", ""), "Weaviate gRPC host:port; empty means the REST host, port 50051 (env XLING_WEAVIATE_GRPC)")
-	apiKey := fs.String("api-key", cli.Env("XLING_WEAVIATE_API_KEY", ""), "API key of a secured Weaviate (env XLING_WEAVIATE_API_KEY)")
+	apiKey := cli.APIKey(fs, "XLING_WEAVIATE_API_KEY")
 	class := fs.String("class", "Miracl", "collection name")
 	model := fs.String("model", cli.Env("XLING_MODEL", ""), "model directory for passage and query vectors; empty evaluates BM25 only (env XLING_MODEL)")
 	depth := fs.Int("depth", 100, "results per query; recall is cut there")
 	out := fs.String("out", "eval-miracl", "directory for report.json, report.md and TREC run files")
 	threads := fs.Int("threads", envInt("XLING_THREADS", 1), "libtorch threads (env XLING_THREADS)")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if *corpus == "" || *topics == "" {
 		return fmt.Errorf("%w: give --corpus and --topics", cli.ErrUsage)
 	}
-	conn := indexer.Connection{URL: *url, GRPC: *grpc, APIKey: *apiKey}
+	key, err := apiKey()
+	if err != nil {
+		return err
+	}
+	conn := indexer.Connection{URL: *url, GRPC: *grpc, APIKey: key}
 	client, err := indexer.Connect(conn)
 	if err != nil {
 		return err
@@ -354,7 +368,7 @@ func runBenchIndex(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	fs.IntVar(&o.Threads, "threads", envInt("XLING_THREADS", 1), "libtorch threads (env XLING_THREADS)")
 	url := fs.String("weaviate", cli.Env("XLING_WEAVIATE_URL", ""), "Weaviate REST URL; empty starts a local one (env XLING_WEAVIATE_URL)")
 	grpc := fs.String("grpc", cli.Env("XLING_WEAVIATE_GRPC", ""), "Weaviate gRPC host:port (env XLING_WEAVIATE_GRPC)")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	o.Weaviate = indexer.Connection{URL: *url, GRPC: *grpc}

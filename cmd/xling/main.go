@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -20,6 +21,7 @@ func main() {
 	err := cli.Dispatch(ctx, "xling", commands(), os.Args[1:], os.Stderr)
 	stop()
 	switch {
+	case errors.Is(err, flag.ErrHelp): // the usage is printed already
 	case errors.Is(err, cli.ErrUsage):
 		fmt.Fprintln(os.Stderr, "xling:", err)
 		os.Exit(2)

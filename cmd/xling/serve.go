@@ -34,7 +34,7 @@ func runServe(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	readTimeout := fs.Duration("read-timeout", envDuration("XLING_READ_TIMEOUT", 30*time.Second), "request read timeout (env XLING_READ_TIMEOUT)")
 	writeTimeout := fs.Duration("write-timeout", envDuration("XLING_WRITE_TIMEOUT", 60*time.Second), "response write timeout (env XLING_WRITE_TIMEOUT)")
 	shutdown := fs.Duration("shutdown-timeout", envDuration("XLING_SHUTDOWN_TIMEOUT", 30*time.Second), "time to finish queued work on SIGTERM (env XLING_SHUTDOWN_TIMEOUT)")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if *model == "" {
@@ -48,7 +48,7 @@ func runServe(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	opts := def
 	opts.Limits = sidecar.BatchLimits{MaxTexts: *maxBatch, MaxTokens: *maxTokens, MaxWait: *maxWait, Queue: *queue}
 	opts.MaxBodyBytes, opts.Logger = *bodyLimit, log
-	load := func(ctx context.Context) (*sidecar.Server, func(), error) {
+	load := func(ctx context.Context) (sidecar.Options, func(), error) {
 		var closers []func()
 		cleanup := func() {
 			for _, c := range closers {
@@ -65,22 +65,17 @@ func runServe(ctx context.Context, fs *flag.FlagSet, args []string) error {
 		}
 		var err error
 		if opts.Passage, err = open(*model); err != nil {
-			return nil, nil, err
+			return opts, nil, err
 		}
 		if *queryModel != "" {
 			q, err := open(*queryModel)
 			if err != nil {
 				cleanup()
-				return nil, nil, err
+				return opts, nil, err
 			}
 			opts.Query = &q
 		}
-		s, err := sidecar.New(opts)
-		if err != nil {
-			cleanup()
-			return nil, nil, err
-		}
-		return s, cleanup, nil
+		return opts, cleanup, nil
 	}
 	log.Info("listening; loading the model", "addr", l.Addr().String(), "model", *model)
 	return sidecar.Run(ctx, l, sidecar.Timeouts{Read: *readTimeout, Write: *writeTimeout, Idle: 2 * time.Minute, Shutdown: *shutdown}, log, load)

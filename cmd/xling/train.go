@@ -25,7 +25,7 @@ func runPrepare(ctx context.Context, fs *flag.FlagSet, args []string) error {
 		fmt.Fprintln(fs.Output(), "usage: xling prepare --out DIR SOURCE...\n  SOURCE is a LAReQA directory of <lang>.json files (xquad-r, mlqa-r),\n  or FILE.json:LANG for a plain SQuAD file in one language")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if *out == "" || fs.NArg() == 0 {
@@ -86,11 +86,11 @@ func runTrain(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	fs.IntVar(&c.VocabSize, "vocab-size", c.VocabSize, "from scratch: WordPiece vocabulary trained on the training text")
 	fs.IntVar(&c.MaxLength, "max-length", c.MaxLength, "tokens per text")
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "seed of initialisation, sampling and dropout")
-	fs.IntVar(&c.Threads, "threads", envInt("XLING_THREADS", 1), "libtorch threads (env XLING_THREADS)")
+	threads := fs.Int("threads", envInt("XLING_THREADS", 1), "libtorch threads (env XLING_THREADS); a resumed run may change it")
 	fs.IntVar(&c.CheckpointEvery, "checkpoint-every", c.CheckpointEvery, "steps between checkpoints")
 	fs.IntVar(&c.EvalEvery, "eval-every", c.EvalEvery, "steps between validations; 0 disables")
 	fs.IntVar(&c.LogEvery, "log-every", c.LogEvery, "steps between progress lines")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if *data == "" || *out == "" {
@@ -118,7 +118,7 @@ func runTrain(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	if _, err := os.Stat(filepath.Join(*out, "checkpoints", "LATEST")); err == nil && !*resume {
 		return fmt.Errorf("%s already holds a run with checkpoints: pass --resume to continue it, or choose another --out", *out)
 	}
-	run := &trainer.Run{Dir: *out, Config: c, Train: train, Valid: valid, Logger: logger()}
+	run := &trainer.Run{Dir: *out, Config: c, Train: train, Valid: valid, Logger: logger(), Threads: *threads}
 	res, err := run.Execute(ctx)
 	if err != nil {
 		return err
@@ -136,7 +136,7 @@ func runBenchTrain(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	fs.IntVar(&o.Seq, "seq", 64, "tokens per text")
 	fs.IntVar(&o.Threads, "threads", envInt("XLING_THREADS", 1), "libtorch threads, both sides (env XLING_THREADS)")
 	fs.DurationVar(&o.Time, "time", 15*time.Second, "measuring time per side, in three rounds")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if o.Batch < 2 || o.Seq <= 2 {

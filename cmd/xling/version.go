@@ -7,11 +7,12 @@ import (
 	"runtime"
 	"runtime/debug"
 
+	"github.com/xling-ir/xling/internal/cli"
 	"github.com/xling-ir/xling/internal/torchx"
 )
 
 func runVersion(_ context.Context, fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	rev := "unknown"

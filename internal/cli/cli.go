@@ -80,3 +80,45 @@ func Env(name, def string) string {
 	}
 	return def
 }
+
+// errKeyOnCommandLine refuses a secret given as a flag value.
+var errKeyOnCommandLine = errors.New("a key on the command line is readable by every local user (ps, /proc); set it in the environment or in a file given to --api-key-file")
+
+// APIKey registers --api-key-file on fs, and --api-key only to refuse it
+// with the reason. The returned function reads the key: from the file when
+// one is given, else from the environment variable env.
+func APIKey(fs *flag.FlagSet, env string) func() (string, error) {
+	file := fs.String("api-key-file", "", fmt.Sprintf("file holding the API key of a secured Weaviate (else env %s)", env))
+	return func() (string, error) {
+		if *file == "" {
+			return os.Getenv(env), nil
+		}
+		b, err := os.ReadFile(*file)
+		if err != nil {
+			return "", fmt.Errorf("--api-key-file: %w", err)
+		}
+		key := strings.TrimSpace(string(b))
+		if key == "" {
+			return "", fmt.Errorf("--api-key-file %s is empty", *file)
+		}
+		return key, nil
+	}
+}
+
+// Parse parses a command's flags. Its errors are usage errors (exit 2),
+// and a key given on the command line is refused without echoing it.
+func Parse(fs *flag.FlagSet, args []string) error {
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if strings.HasPrefix(a, "-") && name == "api-key" {
+			return fmt.Errorf("%w: --api-key: %v", ErrUsage, errKeyOnCommandLine)
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: %w", ErrUsage, err)
+	}
+	return nil
+}

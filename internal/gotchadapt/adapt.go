@@ -22,7 +22,7 @@ const GotchModule = "github.com/sugarme/gotch"
 
 // adapterRevision changes whenever the adapter's output changes for the same
 // inputs, so that a stale adapted copy is rebuilt rather than reused.
-const adapterRevision = "7"
+const adapterRevision = "8"
 
 // wrapperFiles are gotch's C++ sources, relative to its libtch folder; the
 // first is the translation unit, which includes the others.
@@ -97,6 +97,9 @@ func Adapt(ctx context.Context, opts Options) (Result, error) {
 		return Result{}, err
 	}
 	if err := patchGo(filepath.Join(tmp, "ts", "tensor.go"), ballastFix); err != nil {
+		return Result{}, err
+	}
+	if err := panicInsteadOfExit(filepath.Join(tmp, "ts")); err != nil {
 		return Result{}, err
 	}
 	stubbed, err := stubUntilItCompiles(ctx, libtch, opts, log)
@@ -182,6 +185,35 @@ func patchGo(path string, fixes map[string]string) error {
 		s = strings.ReplaceAll(s, old, fixed)
 	}
 	return os.WriteFile(path, []byte(s), 0o644)
+}
+
+// gotch's Must* functions call log.Fatal on a libtorch error, so one bad
+// input (an index out of range, say) ended the process from inside a
+// server. Go's convention for Must is a panic, which the caller's worker
+// recovers into an error for that request alone.
+func panicInsteadOfExit(dir string) error {
+	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	if err != nil {
+		return err
+	}
+	for _, path := range files {
+		if strings.HasSuffix(path, "_test.go") {
+			continue
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("patch gotch: %w", err)
+		}
+		s := strings.ReplaceAll(string(b), "log.Fatal(err)", "panic(err)")
+		if !strings.Contains(s, "log.") {
+			// The import would be unused; a blank import keeps the file valid.
+			s = strings.Replace(s, "\"log\"\n", "_ \"log\"\n", 1)
+		}
+		if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+			return fmt.Errorf("patch gotch: %w", err)
+		}
+	}
+	return nil
 }
 
 func (s stamp) sameInputs(o stamp) bool {

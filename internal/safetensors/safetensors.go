@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -44,17 +45,64 @@ var dtypeSize = map[string]int64{
 	"I64": 8, "U64": 8, "F64": 8,
 }
 
-// ReadFile reads and validates a safetensors file.
+// ReadFile reads and validates a safetensors file. The header is read and
+// checked against the file's size before the data: a corrupt header or a
+// device file (/dev/zero) costs no more memory than the file holds.
 func ReadFile(path string) (*File, error) {
-	b, err := os.ReadFile(path)
+	return read(path, true)
+}
+
+// ReadHeader reads a safetensors file's header only: names, dtypes and
+// shapes, checked against the file's size, with no Data. It lets a loader
+// compare a file with what its config declares before allocating anything.
+func ReadHeader(path string) (*File, error) {
+	return read(path, false)
+}
+
+func read(path string, withData bool) (*File, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read safetensors: %w", err)
 	}
-	f, err := Parse(b)
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("read safetensors: %w", err)
+	}
+	if !info.Mode().IsRegular() {
+		return nil, fmt.Errorf("read safetensors %s: not a regular file (%s)", path, info.Mode().Type())
+	}
+	size := info.Size()
+	var lenBuf [8]byte
+	if _, err := io.ReadFull(f, lenBuf[:]); err != nil {
+		return nil, fmt.Errorf("read safetensors %s: file is %d bytes, shorter than the 8-byte header length", path, size)
+	}
+	n := binary.LittleEndian.Uint64(lenBuf[:])
+	if n > maxHeader || n > uint64(size-8) {
+		return nil, fmt.Errorf("read safetensors %s: header length %d exceeds the file (%d bytes) or the %d-byte limit: not a safetensors file, or truncated", path, n, size, maxHeader)
+	}
+	header := make([]byte, 8+n)
+	copy(header, lenBuf[:])
+	if _, err := io.ReadFull(f, header[8:]); err != nil {
+		return nil, fmt.Errorf("read safetensors %s: %w", path, err)
+	}
+	hdr, err := parse(header, size-8-int64(n))
+	if err != nil || !withData {
+		if err != nil {
+			err = fmt.Errorf("read safetensors %s: %w", path, err)
+		}
+		return hdr, err
+	}
+	b := make([]byte, size)
+	copy(b, header)
+	if _, err := io.ReadFull(f, b[len(header):]); err != nil {
+		return nil, fmt.Errorf("read safetensors %s: %w (the file changed while being read?)", path, err)
+	}
+	out, err := Parse(b)
 	if err != nil {
 		return nil, fmt.Errorf("read safetensors %s: %w", path, err)
 	}
-	return f, nil
+	return out, nil
 }
 
 // Parse decodes a safetensors file held in memory. The tensors' Data slices
@@ -67,11 +115,19 @@ func Parse(b []byte) (*File, error) {
 	if n > maxHeader || n > uint64(len(b)-8) {
 		return nil, fmt.Errorf("header length %d exceeds the file (%d bytes) or the %d-byte limit: not a safetensors file, or truncated", n, len(b), maxHeader)
 	}
+	return parse(b, int64(len(b))-8-int64(n))
+}
+
+// parse decodes the header in b and checks it against dataLen bytes of
+// data. Tensors get Data only when b holds the data too.
+func parse(b []byte, dataLen int64) (*File, error) {
+	n := binary.LittleEndian.Uint64(b[:8])
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(b[8:8+n], &raw); err != nil {
 		return nil, fmt.Errorf("header is not valid JSON: %w", err)
 	}
 	data := b[8+n:]
+	hasData := int64(len(data)) == dataLen
 	f := &File{Metadata: map[string]string{}, Tensors: map[string]Tensor{}}
 	type span struct {
 		name       string
@@ -101,13 +157,17 @@ func Parse(b []byte) (*File, error) {
 			want *= d
 		}
 		start, end := e.DataOffsets[0], e.DataOffsets[1]
-		if start < 0 || end < start || end > int64(len(data)) {
-			return nil, fmt.Errorf("tensor %q: data offsets [%d, %d] fall outside the %d data bytes (truncated file?)", name, start, end, len(data))
+		if start < 0 || end < start || end > dataLen {
+			return nil, fmt.Errorf("tensor %q: data offsets [%d, %d] fall outside the %d data bytes (truncated file?)", name, start, end, dataLen)
 		}
 		if end-start != want {
 			return nil, fmt.Errorf("tensor %q: %s%v needs %d bytes but its offsets hold %d", name, e.DType, e.Shape, want, end-start)
 		}
-		f.Tensors[name] = Tensor{DType: e.DType, Shape: e.Shape, Data: data[start:end:end]}
+		t := Tensor{DType: e.DType, Shape: e.Shape}
+		if hasData {
+			t.Data = data[start:end:end]
+		}
+		f.Tensors[name] = t
 		spans = append(spans, span{name, start, end})
 	}
 	sort.Slice(spans, func(i, j int) bool { return spans[i].start < spans[j].start })
@@ -148,6 +208,13 @@ func (t Tensor) Float32() ([]float32, error) {
 		}
 	default:
 		return nil, fmt.Errorf("dtype %s is not floating point", t.DType)
+	}
+	// No model has a NaN or infinite weight on purpose: it is corruption,
+	// and would surface later as NaN vectors or a diverging loss.
+	for i, x := range out {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return nil, fmt.Errorf("value %d is %g: corrupt weights", i, x)
+		}
 	}
 	return out, nil
 }
@@ -215,6 +282,11 @@ func WriteFile(path string, tensors map[string]Tensor, metadata map[string]strin
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	defer os.Remove(tmp.Name())
+	// CreateTemp makes the file 0600; a model is for other users too.
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
 	var lenBuf [8]byte
 	binary.LittleEndian.PutUint64(lenBuf[:], uint64(len(hj)))
 	werr := errors.Join(write(tmp, lenBuf[:]), write(tmp, hj))

@@ -3,7 +3,7 @@ package static
 import (
 	"fmt"
 	"math"
-	"sort"
+	"slices"
 
 	"github.com/xling-ir/xling/internal/safetensors"
 )
@@ -225,8 +225,10 @@ func NewAdamW(m *Model, weightDecay float64) *AdamW {
 // Norm is the global L2 norm of g.
 func (g *Grad) Norm() float64 {
 	var s float64
-	for _, row := range g.Rows {
-		for _, x := range row {
+	// In id order: a sum in map order differs in its last bits from run to
+	// run, and the norm decides clipping.
+	for _, id := range g.ids() {
+		for _, x := range g.Rows[id] {
 			s += float64(x) * float64(x)
 		}
 	}
@@ -237,6 +239,17 @@ func (g *Grad) Norm() float64 {
 		s += float64(x) * float64(x)
 	}
 	return math.Sqrt(s)
+}
+
+// ids are the touched rows in order: float sums must not depend on map
+// order, or a resumed run would drift from an uninterrupted one.
+func (g *Grad) ids() []int64 {
+	ids := make([]int64, 0, len(g.Rows))
+	for id := range g.Rows {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 // Step clips g to a global norm of clip (if clip > 0), applies one update at
@@ -251,13 +264,7 @@ func (o *AdamW) Step(g *Grad, lr, clip float64) float64 {
 	c1 := 1 - math.Pow(o.Beta1, float64(o.Steps))
 	c2 := 1 - math.Pow(o.Beta2, float64(o.Steps))
 	e, _ := o.model.dims()
-	ids := make([]int64, 0, len(g.Rows))
-	for id := range g.Rows {
-		ids = append(ids, id)
-	}
-	// Sorted: float sums must not depend on map order, or a resumed run
-	// would drift from an uninterrupted one.
-	sort.Slice(ids, func(a, b int) bool { return ids[a] < ids[b] })
+	ids := g.ids()
 	parallel(len(ids), func(i int) {
 		id := int(ids[i])
 		lo, hi := id*e, (id+1)*e

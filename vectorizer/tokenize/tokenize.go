@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"regexp"
 	"strings"
@@ -48,6 +49,7 @@ type Tokenizer struct {
 	// result without the panic.
 	clean bool
 	raw   []byte // the tokenizer.json it was read from
+	maxID int    // the largest id Encode can return
 }
 
 // JSON returns the tokenizer.json this tokenizer was read from.
@@ -72,11 +74,78 @@ func Load(path string, maxLen int) (*Tokenizer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load tokenizer %s: %w", path, err)
 	}
-	t.raw = b
 	return t, nil
 }
 
 func parse(b []byte, maxLen int) (*Tokenizer, error) {
+	t, err := parseModel(b, maxLen)
+	if err != nil {
+		return nil, err
+	}
+	t.raw = b
+	if t.maxID, err = maxListedID(b); err != nil {
+		return nil, err
+	}
+	if t.uni != nil {
+		t.maxID = max(t.maxID, len(t.uni.pieces)-1)
+	} else {
+		for _, id := range t.tk.GetVocab(true) {
+			t.maxID = max(t.maxID, id)
+		}
+	}
+	return t, nil
+}
+
+// maxListedID is the largest id that tokenizer.json lists outside the
+// model's vocabulary: added tokens and the post-processor's special tokens.
+func maxListedID(b []byte) (int, error) {
+	var doc struct {
+		AddedTokens []struct {
+			ID int `json:"id"`
+		} `json:"added_tokens"`
+		PostProcessor json.RawMessage `json:"post_processor"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return 0, fmt.Errorf("malformed tokenizer.json: %w", err)
+	}
+	maxID := -1
+	for _, t := range doc.AddedTokens {
+		if t.ID < 0 {
+			return 0, fmt.Errorf("added token id %d is negative", t.ID)
+		}
+		maxID = max(maxID, t.ID)
+	}
+	var walk func(v any, key string)
+	walk = func(v any, key string) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, x := range v {
+				walk(x, k)
+			}
+		case []any:
+			for _, x := range v {
+				walk(x, key)
+			}
+		case float64:
+			// "ids" of TemplateProcessing, the [token, id] pairs "cls" and
+			// "sep" of BertProcessing and RobertaProcessing.
+			if key == "ids" || key == "cls" || key == "sep" {
+				maxID = max(maxID, int(min(v, math.MaxInt32)))
+			}
+		}
+	}
+	var pp any
+	if len(doc.PostProcessor) > 0 && json.Unmarshal(doc.PostProcessor, &pp) == nil {
+		walk(pp, "")
+	}
+	return maxID, nil
+}
+
+// MaxID is the largest token id Encode can return: a model's embedding
+// table must have more rows.
+func (t *Tokenizer) MaxID() int { return t.maxID }
+
+func parseModel(b []byte, maxLen int) (*Tokenizer, error) {
 	var head struct {
 		Normalizer json.RawMessage `json:"normalizer"`
 		Model      struct {
@@ -201,7 +270,10 @@ func onlySpecial(ids []int, special func(i int) bool) bool {
 // encode returns the ids of text with special tokens, and which are special.
 func (t *Tokenizer) encode(text string) (ids []int, special func(i int) bool, err error) {
 	if t.uni != nil {
-		ids := t.uni.encode(text)
+		ids, err := t.uni.encode(text)
+		if err != nil {
+			return nil, nil, err
+		}
 		return ids, func(i int) bool { return t.uni.special[ids[i]] }, nil
 	}
 	defer func() {

@@ -85,6 +85,9 @@ func parseUnigram(b []byte) (*unigram, error) {
 	}
 	u.unkScore = minScore - 10
 	if doc.Model.UnkID != nil {
+		if id := *doc.Model.UnkID; id < 0 || id >= len(u.pieces) {
+			return nil, fmt.Errorf("malformed tokenizer.json: unk_id %d is outside the Unigram vocab of %d pieces", id, len(u.pieces))
+		}
 		u.unkID = *doc.Model.UnkID
 		u.special[u.unkID] = false
 	}
@@ -312,14 +315,19 @@ func (u *unigram) segment(s string) []span {
 type span struct{ id, start, end int }
 
 // encode returns the ids of text with the special tokens around it.
-func (u *unigram) encode(text string) []int {
-	spans := u.segment(u.normalize(text))
+func (u *unigram) encode(text string) ([]int, error) {
+	norm := u.normalize(text)
+	spans := u.segment(norm)
 	out := make([]int, 0, len(spans)+len(u.prefix)+len(u.suffix))
 	out = append(out, u.prefix...)
 	for _, sp := range spans {
+		if sp.id < 0 {
+			// As HuggingFace's Unigram: without unk_id, an unknown piece is an error.
+			return nil, fmt.Errorf("%q is not in the vocabulary and tokenizer.json gives no unk_id", norm[sp.start:sp.end])
+		}
 		out = append(out, sp.id)
 	}
-	return append(out, u.suffix...)
+	return append(out, u.suffix...), nil
 }
 
 // piecesOf returns the pieces of text without special tokens, unknown ones

@@ -165,3 +165,19 @@ func (c Config) geluApproximate() string {
 	}
 	return "tanh"
 }
+
+// Params is the number of parameters c implies, as a float64 so that an
+// absurd config.json cannot overflow it.
+func (c Config) Params() float64 {
+	v, h, e := float64(c.VocabSize), float64(c.HiddenSize), float64(c.EmbeddingSize)
+	if c.ModelType == Static {
+		if c.HiddenSize == c.EmbeddingSize {
+			return v * e
+		}
+		return v*e + h*e + h
+	}
+	in := float64(c.IntermediateSize)
+	embeddings := (v+float64(c.MaxPositionEmbeddings)+float64(c.TypeVocabSize))*h + 2*h
+	layer := 4*(h*h+h) + 2*2*h + (in*h + in) + (h*in + h)
+	return embeddings + float64(c.NumHiddenLayers)*layer
+}

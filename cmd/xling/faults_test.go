@@ -1,0 +1,249 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/xling-ir/xling/internal/shareddata"
+)
+
+// The fault-injection suite runs xling as a user does (real processes,
+// default flags but for the run's size) and kills it with SIGKILL.
+
+// prepared writes train.jsonl/valid.jsonl for two XQuAD-R languages once
+// per test binary.
+func prepared(t *testing.T) string {
+	t.Helper()
+	preparedOnce.Do(func() {
+		dir, _ := os.MkdirTemp("", "xling-faults-")
+		_, stderr, err := xling(t, "", "prepare", "--out", dir, "--langs", "de,es", filepath.Join(shareddata.ForTest(t), "xquad-r"))
+		if err != nil {
+			preparedErr = fmt.Errorf("xling prepare: %v\n%s", err, stderr)
+		}
+		preparedDir = dir
+	})
+	if preparedErr != nil {
+		t.Fatal(preparedErr)
+	}
+	return preparedDir
+}
+
+var (
+	preparedOnce sync.Once
+	preparedDir  string
+	preparedErr  error
+)
+
+var progressStep = regexp.MustCompile(`msg=training step=(\d+) `)
+
+// runKilledAt runs xling and sends SIGKILL once it reports training step
+// killAt or later. It returns whether the process was killed (it may have
+// finished first) and its stderr.
+func runKilledAt(t *testing.T, killAt int, args ...string) (killed bool, stderr string) {
+	t.Helper()
+	xling(t, "", "version") // builds the binary
+	cmd := exec.Command(binary, args...)
+	pipe, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	sc := bufio.NewScanner(pipe)
+	for sc.Scan() {
+		log.WriteString(sc.Text() + "\n")
+		if m := progressStep.FindStringSubmatch(sc.Text()); m != nil && !killed {
+			if n, _ := strconv.Atoi(m[1]); n >= killAt {
+				cmd.Process.Signal(syscall.SIGKILL)
+				killed = true
+			}
+		}
+	}
+	err = cmd.Wait()
+	if !killed && err != nil {
+		t.Fatalf("xling %v: %v\n%s", args, err, log.String())
+	}
+	return killed, log.String()
+}
+
+// jsonLines reads a JSON-lines log as maps.
+func jsonLines(t *testing.T, path string) []map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("%s: %q: %v", path, line, err)
+		}
+		delete(m, "pairs_per_second") // timing, not training
+		out = append(out, m)
+	}
+	return out
+}
+
+// sameRun checks that a run directory ended exactly as the reference:
+// byte-identical models, and logs with every step once and the same values.
+func sameRun(t *testing.T, ref, got string) {
+	t.Helper()
+	for _, f := range []string{"model/model.safetensors", "model/tokenizer.json", "model/config.json", "best/model.safetensors"} {
+		a, err := os.ReadFile(filepath.Join(ref, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(filepath.Join(got, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(a, b) {
+			t.Errorf("%s differs from the uninterrupted run's", f)
+		}
+	}
+	for _, f := range []string{"train.jsonl", "eval.jsonl"} {
+		want, have := jsonLines(t, filepath.Join(ref, f)), jsonLines(t, filepath.Join(got, f))
+		var steps []float64
+		for _, m := range have {
+			steps = append(steps, m["step"].(float64))
+		}
+		if !slices.IsSorted(steps) || len(slices.Compact(slices.Clone(steps))) != len(steps) {
+			t.Errorf("%s repeats steps: %v", f, steps)
+		}
+		if len(want) != len(have) {
+			t.Errorf("%s has %d lines, the uninterrupted run's %d", f, len(have), len(want))
+			continue
+		}
+		for i := range want {
+			a, _ := json.Marshal(want[i])
+			b, _ := json.Marshal(have[i])
+			if !bytes.Equal(a, b) {
+				t.Errorf("%s line %d differs from the uninterrupted run's:\n%s\n%s", f, i+1, a, b)
+				break
+			}
+		}
+	}
+}
+
+// TestTrainSurvivesKill9 kills `xling train` at 10 pseudo-random steps,
+// resuming each time with the same flags; the final models and logs equal
+// an uninterrupted run's, for both architectures.
+func TestTrainSurvivesKill9(t *testing.T) {
+	data := prepared(t)
+	for _, c := range []struct {
+		arch  string
+		steps int
+		extra []string
+	}{
+		{"static", 150, nil},
+		{"transformer", 60, []string{"--size", "tiny", "--lr", "1e-3"}},
+	} {
+		t.Run(c.arch, func(t *testing.T) {
+			args := func(out string) []string {
+				return append([]string{"train", "--data", data, "--out", out, "--arch", c.arch, "--steps", strconv.Itoa(c.steps),
+					"--checkpoint-every", "10", "--eval-every", "25", "--log-every", "1", "--vocab-size", "2000"}, c.extra...)
+			}
+			ref := filepath.Join(t.TempDir(), "ref")
+			if _, stderr, err := xling(t, "", args(ref)...); err != nil {
+				t.Fatalf("uninterrupted run: %v\n%s", err, stderr)
+			}
+			got := filepath.Join(t.TempDir(), "killed")
+			rng := rand.New(rand.NewPCG(uint64(c.steps), 13))
+			targets := rng.Perm(c.steps - 4)[:10]
+			slices.Sort(targets)
+			kills := 0
+			for i, at := range targets {
+				a := args(got)
+				if i > 0 {
+					a = append(a, "--resume")
+				}
+				if killed, _ := runKilledAt(t, at+2, a...); killed {
+					kills++
+				}
+			}
+			if kills < 10 {
+				t.Fatalf("only %d of 10 runs were killed before they finished", kills)
+			}
+			if _, stderr, err := xling(t, "", append(args(got), "--resume")...); err != nil {
+				t.Fatalf("final resume: %v\n%s", err, stderr)
+			}
+			sameRun(t, ref, got)
+		})
+	}
+}
+
+// TestCorruptCheckpointFallsBack damages the newest checkpoint three ways;
+// each time the resume detects it by checksum, says so, resumes from the
+// previous one and ends as the uninterrupted run.
+func TestCorruptCheckpointFallsBack(t *testing.T) {
+	data := prepared(t)
+	args := func(out string) []string {
+		return []string{"train", "--data", data, "--out", out, "--arch", "static", "--steps", "40",
+			"--checkpoint-every", "10", "--eval-every", "20", "--log-every", "1", "--vocab-size", "2000"}
+	}
+	ref := filepath.Join(t.TempDir(), "ref")
+	if _, stderr, err := xling(t, "", args(ref)...); err != nil {
+		t.Fatalf("uninterrupted run: %v\n%s", err, stderr)
+	}
+	damage := map[string]func(path string) error{
+		"truncated": func(path string) error {
+			info, err := os.Stat(path)
+			if err != nil {
+				return err
+			}
+			return os.Truncate(path, info.Size()-100)
+		},
+		"bit-flipped": func(path string) error {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			b[len(b)/2] ^= 0x10
+			return os.WriteFile(path, b, 0o644)
+		},
+		"NaN": func(path string) error {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			copy(b[len(b)-8:], []byte{0, 0, 0xc0, 0x7f, 0, 0, 0xc0, 0x7f}) // two float32 NaNs
+			return os.WriteFile(path, b, 0o644)
+		},
+	}
+	for name, fn := range damage {
+		t.Run(name, func(t *testing.T) {
+			got := filepath.Join(t.TempDir(), "run")
+			if killed, _ := runKilledAt(t, 33, args(got)...); !killed {
+				t.Fatal("the run finished before it was killed")
+			}
+			if err := fn(filepath.Join(got, "checkpoints", "step-0000030", "model.safetensors")); err != nil {
+				t.Fatal(err)
+			}
+			_, stderr, err := xling(t, "", append(args(got), "--resume")...)
+			if err != nil {
+				t.Fatalf("resume: %v\n%s", err, stderr)
+			}
+			if !strings.Contains(stderr, "checkpoint is corrupt: falling back to the previous one") || !strings.Contains(stderr, "SHA-256") ||
+				!strings.Contains(stderr, "msg=resumed") || !strings.Contains(stderr, "step=20") {
+				t.Fatalf("the log does not say which checkpoint was skipped and which used:\n%s", stderr)
+			}
+			sameRun(t, ref, got)
+		})
+	}
+}
