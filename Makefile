@@ -1,5 +1,6 @@
 # xling: two entry points, both installing what they need first.
 #   make test   deps + weaviate + helm + vet + the whole test suite (chart included)
+#               + every fuzz target for 15 s under a memory limit
 #   make demo   deps + weaviate + the study's reduced default (about 15 minutes on
 #               2 cores): report in study/report.md
 # Builds are cached under .build/ (git-ignored) and in the Go caches.
@@ -11,7 +12,7 @@ HELM_VERSION := v3.17.3
 HELM_BIN := $(BUILD)/bin/helm
 GO_TEST_FLAGS ?= -timeout 45m
 
-.PHONY: deps weaviate helm chart build vet test demo clean
+.PHONY: deps weaviate helm chart build vet test fuzz demo clean
 
 deps:
 	@./scripts/deps.sh
@@ -48,7 +49,11 @@ vet: deps
 test: deps weaviate helm
 	go vet ./...
 	OMP_WAIT_POLICY=PASSIVE XLING_WEAVIATE_BIN=$(WEAVIATE_BIN) XLING_HELM_BIN=$(HELM_BIN) go test $(GO_TEST_FLAGS) ./...
-	go test -run '^$$' -fuzz FuzzDecodeVectorsRequest -fuzztime 20s ./sidecar
+	./scripts/fuzz.sh
+
+# Every fuzz target under a memory limit; FUZZTIME=5m for a longer run.
+fuzz: deps
+	./scripts/fuzz.sh
 
 # The study with its demo budget: one seed, sampled questions; rerunning
 # resumes. `xling experiment --budget full` runs the whole study.

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/xling-ir/xling/internal/localweaviate"
 	"github.com/xling-ir/xling/internal/shareddata"
 )
 
@@ -54,6 +55,26 @@ var progressStep = regexp.MustCompile(`msg=training step=(\d+) `)
 // finished first) and its stderr.
 func runKilledAt(t *testing.T, killAt int, args ...string) (killed bool, stderr string) {
 	t.Helper()
+	return runKilledWhen(t, func(line string) bool {
+		m := progressStep.FindStringSubmatch(line)
+		n := -1
+		if m != nil {
+			n, _ = strconv.Atoi(m[1])
+		}
+		return n >= killAt
+	}, args...)
+}
+
+// runKilledOn sends SIGKILL at the first log line holding marker.
+func runKilledOn(t *testing.T, marker string, args ...string) (killed bool, stderr string) {
+	t.Helper()
+	return runKilledWhen(t, func(line string) bool { return strings.Contains(line, marker) }, args...)
+}
+
+// runKilledWhen runs xling and sends SIGKILL at the first stderr line for
+// which kill is true.
+func runKilledWhen(t *testing.T, kill func(line string) bool, args ...string) (killed bool, stderr string) {
+	t.Helper()
 	xling(t, "", "version") // builds the binary
 	cmd := exec.Command(binary, args...)
 	pipe, err := cmd.StderrPipe()
@@ -67,15 +88,12 @@ func runKilledAt(t *testing.T, killAt int, args ...string) (killed bool, stderr 
 	sc := bufio.NewScanner(pipe)
 	for sc.Scan() {
 		log.WriteString(sc.Text() + "\n")
-		if m := progressStep.FindStringSubmatch(sc.Text()); m != nil && !killed {
-			if n, _ := strconv.Atoi(m[1]); n >= killAt {
-				cmd.Process.Signal(syscall.SIGKILL)
-				killed = true
-			}
+		if !killed && kill(sc.Text()) {
+			cmd.Process.Signal(syscall.SIGKILL)
+			killed = true
 		}
 	}
-	err = cmd.Wait()
-	if !killed && err != nil {
+	if err := cmd.Wait(); !killed && err != nil {
 		t.Fatalf("xling %v: %v\n%s", args, err, log.String())
 	}
 	return killed, log.String()
@@ -247,3 +265,65 @@ func TestCorruptCheckpointFallsBack(t *testing.T) {
 		})
 	}
 }
+
+// TestExperimentSurvivesKill9 kills `xling experiment` (a tiny study with
+// its own local Weaviate) mid-model and mid-evaluation; the resumed study's
+// results and models equal an uninterrupted one's.
+func TestExperimentSurvivesKill9(t *testing.T) {
+	data := shareddata.ForTest(t)
+	if _, err := localweaviate.FindBinary(); err != nil && os.Getenv("CI") != "true" {
+		t.Skip(err)
+	}
+	config := filepath.Join(t.TempDir(), "tiny.json")
+	os.WriteFile(config, []byte(`{"arch": "static", "size": "tiny", "vocab_size": 3000, "max_length": 64,
+		"modes": ["mono", "hybrid"], "alpha": 0.5, "seeds": [1], "steps": 60, "batch_size": 16, "lr": 0,
+		"directions": [{"train": ["xquad-r"], "eval": "mlqa-r"}], "candidate": "sentence", "depth": 100,
+		"index": "flat", "baselines": ["bm25"], "max_questions": 20}`), 0o644)
+	args := func(out string) []string {
+		return []string{"experiment", "--config", config, "--budget", "full", "--out", out, "--data-dir", data}
+	}
+	ref := filepath.Join(t.TempDir(), "ref")
+	if _, stderr, err := xling(t, "", args(ref)...); err != nil {
+		t.Fatalf("uninterrupted study: %v\n%s", err, stderr)
+	}
+	got := filepath.Join(t.TempDir(), "killed")
+	// Mid-model: the first model's training.
+	if killed, log := runKilledAt(t, 30, args(got)...); !killed {
+		t.Fatalf("the study was not killed mid-model:\n%s", log)
+	}
+	// Mid-evaluation: once a model is being evaluated in Weaviate.
+	if killed, log := runKilledOn(t, `msg="evaluating in weaviate"`, args(got)...); !killed {
+		t.Fatalf("the study was not killed mid-evaluation:\n%s", log)
+	}
+	if _, stderr, err := xling(t, "", args(got)...); err != nil {
+		t.Fatalf("resumed study: %v\n%s", err, stderr)
+	}
+	for _, f := range []string{"runs/xquad-r_to_mlqa-r/mono-seed1/model/model.safetensors", "runs/xquad-r_to_mlqa-r/hybrid-seed1/model/model.safetensors"} {
+		a, _ := os.ReadFile(filepath.Join(ref, f))
+		b, err := os.ReadFile(filepath.Join(got, f))
+		if err != nil || !bytes.Equal(a, b) {
+			t.Errorf("%s differs from the uninterrupted study's (%v)", f, err)
+		}
+	}
+	results := func(dir string) string {
+		b, err := os.ReadFile(filepath.Join(dir, "report.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rep struct {
+			Directions []struct {
+				Results json.RawMessage `json:"results"`
+				Summary json.RawMessage `json:"summary"`
+			} `json:"directions"`
+		}
+		if err := json.Unmarshal(b, &rep); err != nil {
+			t.Fatal(err)
+		}
+		out, _ := json.Marshal(rep.Directions)
+		return string(out)
+	}
+	if a, b := results(ref), results(got); a != b {
+		t.Fatalf("report.json results differ from the uninterrupted study's:\n%.2000s\n%.2000s", a, b)
+	}
+}
+

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -158,12 +159,18 @@ func (s *Server) launch(ctx context.Context, log *slog.Logger) error {
 	cmd.Env = s.env
 	cmd.Stdout, cmd.Stderr = s.log, s.log
 	// Its own process group, so that a Ctrl-C meant for the caller does not
-	// kill the server before Stop can shut it down cleanly.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// kill the server before Stop can shut it down cleanly. Pdeathsig: a
+	// caller killed with SIGKILL takes its server with it (Linux), instead
+	// of leaving it running on the data directory a rerun needs.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	stopStale(s.DataDir, s.bin, log)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", s.bin, err)
 	}
 	s.cmd = cmd
+	// Where Pdeathsig cannot help (another OS, or the starting thread gone),
+	// the pid file lets the next Start on this data directory stop it.
+	_ = os.WriteFile(filepath.Join(s.DataDir, pidFile), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644)
 	exited := make(chan struct{})
 	s.exited = exited
 	go func() { s.waitErr = cmd.Wait(); close(exited) }()
@@ -173,6 +180,34 @@ func (s *Server) launch(ctx context.Context, log *slog.Logger) error {
 	}
 	log.Info("weaviate ready", "url", s.URL())
 	return nil
+}
+
+// pidFile in the data directory names the server running on it.
+const pidFile = "xling-weaviate.pid"
+
+// stopStale stops a server left running on dataDir by a caller that was
+// killed, if the pid file names a live process of the same binary.
+func stopStale(dataDir, bin string, log *slog.Logger) {
+	b, err := os.ReadFile(filepath.Join(dataDir, pidFile))
+	if err != nil {
+		return
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		return
+	}
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil || filepath.Base(exe) != filepath.Base(bin) {
+		return
+	}
+	log.Warn("stopping a weaviate left running on this data directory", "pid", pid, "data", dataDir)
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	for i := 0; i < 150 && syscall.Kill(pid, 0) == nil; i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if syscall.Kill(pid, 0) == nil {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
 }
 
 // Restart stops the server as an orchestrator would (SIGTERM) and starts it

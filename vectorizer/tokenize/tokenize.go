@@ -89,7 +89,10 @@ func parse(b []byte, maxLen int) (*Tokenizer, error) {
 	if t.uni != nil {
 		t.maxID = max(t.maxID, len(t.uni.pieces)-1)
 	} else {
-		for _, id := range t.tk.GetVocab(true) {
+		for token, id := range t.tk.GetVocab(true) {
+			if id < 0 {
+				return nil, fmt.Errorf("token %q has the negative id %d", token, id)
+			}
 			t.maxID = max(t.maxID, id)
 		}
 	}

@@ -160,3 +160,31 @@ func TestFormatCharacters(t *testing.T) {
 		t.Fatalf("with the mark %v, without %v", tk.Tokens(ids), tk.Tokens(plain))
 	}
 }
+
+// FuzzLoadTokenizer: any tokenizer.json loads or fails with an error,
+// never a panic; a loaded one encodes text to ids within [0, MaxID] or
+// returns an error.
+func FuzzLoadTokenizer(f *testing.F) {
+	f.Add([]byte(`{"model":{"type":"Unigram","unk_id":0,"vocab":[["<unk>",0],["▁a",-1],["a",-2]]}}`))
+	f.Add([]byte(`{"model":{"type":"Unigram","vocab":[["<pad>",0],["▁a",-1]]},"post_processor":{"type":"TemplateProcessing","special_tokens":{"<s>":{"ids":[7]}}}}`))
+	f.Add([]byte(`{"normalizer":{"type":"BertNormalizer","lowercase":true,"clean_text":true},"pre_tokenizer":{"type":"BertPreTokenizer"},"model":{"type":"WordPiece","unk_token":"[UNK]","vocab":{"[UNK]":0,"a":1,"##b":2,"[CLS]":3,"[SEP]":4}},"post_processor":{"type":"BertProcessing","sep":["[SEP]",4],"cls":["[CLS]",3]}}`))
+	f.Add([]byte(`{"model":{"type":"WordPiece","vocab":{"a":-5}}}`))
+	f.Add([]byte(`{`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		tok, err := parse(b, 16)
+		if err != nil {
+			return
+		}
+		for _, text := range []string{"a", "ab ba", "Wo liegt Kairo? 北京 ж", "a [CLS] b"} {
+			ids, _, err := tok.Encode(text)
+			if err != nil {
+				continue
+			}
+			for _, id := range ids {
+				if id < 0 || id > tok.MaxID() {
+					t.Fatalf("%q: id %d outside [0, %d]", text, id, tok.MaxID())
+				}
+			}
+		}
+	})
+}
