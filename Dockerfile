@@ -7,7 +7,7 @@
 # `make deps` runs (see internal/gotchadapt).
 FROM golang:1.26-bookworm AS build
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libtorch-dev g++ \
+ && apt-get install -y --no-install-recommends libtorch-dev libtcmalloc-minimal4 g++ \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY go.mod go.sum ./
@@ -17,10 +17,11 @@ RUN GOWORK=off go run ./cmd/gotch-adapt -out .build/gotch -work go.work \
  && go build -trimpath -ldflags "-s -w" -o /out/xling ./cmd/xling
 
 # Run stage: the libtorch runtime only (no headers, no Python), with
-# OpenBLAS behind libblas.so.3 (the reference BLAS is 15x slower).
+# OpenBLAS behind libblas.so.3 (the reference BLAS is 15x slower) and
+# tcmalloc (xling's malloc: flat memory at full speed).
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libtorch1.13 libopenblas0-pthread ca-certificates \
+ && apt-get install -y --no-install-recommends libtorch1.13 libopenblas0-pthread libtcmalloc-minimal4 ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/xling /usr/local/bin/xling
 # libgomp reads OMP_WAIT_POLICY before main; xling would re-exec itself to set it.

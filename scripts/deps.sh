@@ -10,7 +10,8 @@ set -eu
 # alternative, which is the reference BLAS (15x slower) until it is installed.
 # python3-torch: the independent implementation for parity tests and benchmarks.
 # sentencepiece: the reference for the SentencePiece tokenizer tests.
-pkgs="g++ libopenblas0-pthread python3-torch python3-numpy sentencepiece"
+# libtcmalloc-minimal4: xling's malloc (see internal/torchx.Allocator).
+pkgs="g++ libopenblas0-pthread libtcmalloc-minimal4 python3-torch python3-numpy sentencepiece"
 if [ -z "${LIBTORCH:-}" ]; then
 	pkgs="libtorch-dev $pkgs"
 elif [ ! -d "$LIBTORCH" ]; then

@@ -223,7 +223,6 @@ func (v *Vectorizer) worker(threads int) {
 	if threads > 0 {
 		torchx.SetThreads(threads)
 	}
-	torchx.FixMmapThreshold()
 	for fn := range v.work {
 		fn()
 	}

@@ -23,6 +23,6 @@ func runVersion(_ context.Context, fs *flag.FlagSet, args []string) error {
 			}
 		}
 	}
-	fmt.Printf("xling %s\n%s %s/%s\nlibtorch %s (%d intra-op threads)\n", rev, runtime.Version(), runtime.GOOS, runtime.GOARCH, torchx.Version(), torchx.Threads())
+	fmt.Printf("xling %s\n%s %s/%s\nlibtorch %s (%d intra-op threads)\nmalloc from %s\n", rev, runtime.Version(), runtime.GOOS, runtime.GOARCH, torchx.Version(), torchx.Threads(), torchx.Allocator())
 	return nil
 }

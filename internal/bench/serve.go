@@ -45,7 +45,17 @@ type LoadResult struct {
 	MeanBatch        float64       // texts per forward pass
 	MeanTokens       float64       // padded tokens per forward pass
 	MeanPass         time.Duration // time of a forward pass
+	// With bulk clients (/vectors/batch) beside the one-text load:
+	BulkTextsPerSecond float64
+	BulkRefused        int // bulk requests answered 503 (the queue kept its reserve)
 }
+
+// Bulk load beside the one-text requests in the mixed figure: clients that
+// each post bulkTexts passages to /vectors/batch, again and again.
+const (
+	bulkClients = 2
+	bulkTexts   = 256
+)
 
 // histogramMean reads the mean of one of the sidecar's histograms.
 func histogramMean(s *sidecar.Server, name string) float64 {
@@ -65,8 +75,9 @@ func histogramMean(s *sidecar.Server, name string) float64 {
 // concurrency with dynamic batching, then at concurrency 32 without it (one
 // text per forward pass, as a plain inference container does). A static
 // model is also compared with a random transformer of the same size at
-// concurrency 32 ("static/transformer" line). The last line is
-// "ratio <batched/unbatched>".
+// concurrency 32 ("static/transformer" line). The "mixed" lines repeat
+// concurrency 32 with bulk clients posting /vectors/batch beside it. The
+// last line is "ratio <batched/unbatched>".
 func Serve(ctx context.Context, w io.Writer, opts ServeOptions) error {
 	dir, cleanup, err := ModelDir(ctx, opts.Model, opts.Arch, opts.Size)
 	if err != nil {
@@ -86,7 +97,7 @@ func Serve(ctx context.Context, w io.Writer, opts ServeOptions) error {
 		dir, Describe(v.Config), len(texts), opts.Texts, taskType, opts.Duration)
 
 	run := func(limits sidecar.BatchLimits, concurrency int, d time.Duration, tick func()) (LoadResult, error) {
-		return serveLoad(ctx, dir, v, limits, texts, taskType, concurrency, d, tick)
+		return serveLoad(ctx, dir, v, limits, texts, taskType, concurrency, 0, d, tick)
 	}
 	batched := sidecar.DefaultOptions().Limits
 	results := map[int]LoadResult{}
@@ -105,15 +116,25 @@ func Serve(ctx context.Context, w io.Writer, opts ServeOptions) error {
 		return err
 	}
 	report(w, "unbatched", 32, u)
-
-	if opts.Soak > 0 {
-		if err := soak(w, opts.Soak, func(tick func()) (LoadResult, error) { return run(batched, 32, opts.Soak, tick) }); err != nil {
-			return err
-		}
-	}
 	b, ok := results[32]
 	if !ok {
 		if b, err = run(batched, 32, opts.Duration, nil); err != nil {
+			return err
+		}
+	}
+	// The mixed figure: the same one-text load with bulk clients beside it.
+	// The queue takes bulk texts behind one-text requests and keeps a
+	// quarter for them, so their p99 should stay within 2x of alone.
+	m, err := serveLoad(ctx, dir, v, batched, texts, taskType, 32, bulkClients, opts.Duration, nil)
+	if err != nil {
+		return err
+	}
+	report(w, "mixed    ", 32, m)
+	fmt.Fprintf(w, "mixed: %d bulk clients x %d passages: %.0f bulk texts/s, %d bulk requests refused (503); /vectors p99 %s against %s alone: ratio %.2f\n",
+		bulkClients, bulkTexts, m.BulkTextsPerSecond, m.BulkRefused, m.P99.Round(100*time.Microsecond), b.P99.Round(100*time.Microsecond), float64(m.P99)/float64(b.P99))
+
+	if opts.Soak > 0 {
+		if err := soak(w, opts.Soak, func(tick func()) (LoadResult, error) { return run(batched, 32, opts.Soak, tick) }); err != nil {
 			return err
 		}
 	}
@@ -129,7 +150,7 @@ func Serve(ctx context.Context, w io.Writer, opts ServeOptions) error {
 		if err != nil {
 			return err
 		}
-		t, err := serveLoad(ctx, tdir, tv, batched, texts, taskType, 32, opts.Duration, nil)
+		t, err := serveLoad(ctx, tdir, tv, batched, texts, taskType, 32, 0, opts.Duration, nil)
 		tv.Close()
 		if err != nil {
 			return err
@@ -170,8 +191,9 @@ func soak(w io.Writer, d time.Duration, load func(tick func()) (LoadResult, erro
 	return nil
 }
 
-// serveLoad serves v with the given limits on a loopback port and loads it.
-func serveLoad(ctx context.Context, dir string, v *vectorizer.Vectorizer, limits sidecar.BatchLimits, texts []string, taskType string, concurrency int, d time.Duration, tick func()) (LoadResult, error) {
+// serveLoad serves v with the given limits on a loopback port and loads it
+// with one-text requests, and with bulk clients posting /vectors/batch.
+func serveLoad(ctx context.Context, dir string, v *vectorizer.Vectorizer, limits sidecar.BatchLimits, texts []string, taskType string, concurrency, bulk int, d time.Duration, tick func()) (LoadResult, error) {
 	o := sidecar.DefaultOptions()
 	o.Passage = sidecar.FromVectorizer(filepath.Base(dir), v)
 	o.Limits = limits
@@ -190,11 +212,61 @@ func serveLoad(ctx context.Context, dir string, v *vectorizer.Vectorizer, limits
 	srv := &http.Server{Handler: s.Handler()}
 	go srv.Serve(l)
 	defer srv.Close()
-	r, err := load(ctx, "http://"+l.Addr().String()+"/vectors", texts, taskType, concurrency, d, tick)
+	base := "http://" + l.Addr().String()
+	bctx, stopBulk := context.WithCancel(ctx)
+	var bulkDone sync.WaitGroup
+	var bulkMu sync.Mutex
+	bulkOK, refused := 0, 0
+	start := time.Now()
+	for i := 0; i < bulk; i++ {
+		bulkDone.Add(1)
+		go func(i int) {
+			defer bulkDone.Done()
+			n, r := bulkLoad(bctx, base+"/vectors/batch", texts, i)
+			bulkMu.Lock()
+			bulkOK, refused = bulkOK+n, refused+r
+			bulkMu.Unlock()
+		}(i)
+	}
+	r, err := load(ctx, base+"/vectors", texts, taskType, concurrency, d, tick)
+	stopBulk()
+	bulkDone.Wait()
+	r.BulkTextsPerSecond, r.BulkRefused = float64(bulkOK)/time.Since(start).Seconds(), refused
 	r.MeanBatch = histogramMean(s, "xling_sidecar_batch_size")
 	r.MeanTokens = histogramMean(s, "xling_sidecar_batch_tokens")
 	r.MeanPass = time.Duration(histogramMean(s, "xling_sidecar_inference_duration_seconds") * float64(time.Second))
 	return r, err
+}
+
+// bulkLoad posts bulkTexts passages at a time until ctx ends, backing off
+// as Retry-After asks when refused; it returns the texts encoded and the
+// requests refused.
+func bulkLoad(ctx context.Context, url string, texts []string, client int) (encoded, refused int) {
+	for k := client; ctx.Err() == nil; k += bulkClients {
+		batch := make([]string, bulkTexts)
+		for j := range batch {
+			batch[j] = texts[(k*bulkTexts+j)%len(texts)]
+		}
+		body, _ := json.Marshal(map[string]any{"texts": batch, "config": map[string]any{"task_type": "passage"}})
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			continue
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		switch resp.StatusCode {
+		case http.StatusOK:
+			encoded += len(batch)
+		case http.StatusServiceUnavailable:
+			refused++
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}
+	return encoded, refused
 }
 
 func report(w io.Writer, name string, c int, r LoadResult) {

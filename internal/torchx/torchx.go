@@ -3,9 +3,12 @@
 package torchx
 
 /*
-#cgo LDFLAGS: -ldl
+// tcmalloc serves every malloc of the process, libtorch's tensors included
+// (see Allocator).
+#cgo LDFLAGS: -ldl -l:libtcmalloc_minimal.so.4
+#define _GNU_SOURCE
 #include <dlfcn.h>
-#include <malloc.h>
+#include <stdlib.h>
 #include <stdint.h>
 // Defined in gotch's libtch wrapper, which is linked into every binary that
 // imports gotch; gotch declares them in C but never binds them in Go.
@@ -28,6 +31,13 @@ static int xling_set_blas_threads(int n) {
 	}
 	return 0;
 }
+
+// The file of the library that provides malloc.
+static const char *xling_malloc_library() {
+	Dl_info info;
+	if (dladdr((void *)malloc, &info) && info.dli_fname) return info.dli_fname;
+	return "";
+}
 */
 import "C"
 
@@ -37,15 +47,13 @@ import (
 	"github.com/sugarme/gotch/ts"
 )
 
-// FixMmapThreshold makes glibc serve every allocation of 128 KiB or more with
-// its own mapping, returned to the system when freed. libtorch allocates
-// each tensor with malloc, and by default glibc raises its mmap threshold
-// after such frees, so large tensors then come from the heap: under a
-// server's ever-changing batch shapes the heap fragmented and resident
-// memory grew by ~80 MB a minute (and kept growing with malloc_trim every
-// 2 s, or with the threshold fixed at 1 MiB) although nothing leaked. Fixed at
-// 128 KiB (glibc's starting value) it stayed flat.
-func FixMmapThreshold() { C.mallopt(C.M_MMAP_THRESHOLD, 128<<10) }
+// Allocator is the library that serves malloc. It is tcmalloc (linked by
+// this package): under a server's ever-changing batch shapes, glibc's heap
+// fragmented and resident memory grew ~80 MB a minute although nothing
+// leaked, and the fix inside glibc (a fixed 128 KiB mmap threshold) made
+// every tensor an mmap/munmap pair and halved the encoder's speed. tcmalloc,
+// as PyTorch deployments commonly preload it, keeps both flat and fast.
+func Allocator() string { return C.GoString(C.xling_malloc_library()) }
 
 // Version reports the libtorch version the wrapper was compiled against.
 func Version() string { return C.GoString(C.xling_torch_version()) }

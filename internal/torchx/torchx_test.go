@@ -4,6 +4,7 @@ import (
 	"math"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/sugarme/gotch"
@@ -126,4 +127,12 @@ func TestAdamWLearnsContrastiveTask(t *testing.T) {
 		diff.MustDrop()
 	})
 	a.Free()
+}
+
+// TestAllocatorIsTcmalloc: the binary's malloc (libtorch's too) is
+// tcmalloc's, not glibc's, whose heap fragmented under a server's load.
+func TestAllocatorIsTcmalloc(t *testing.T) {
+	if lib := Allocator(); !strings.Contains(lib, "tcmalloc") {
+		t.Fatalf("malloc comes from %q, want tcmalloc", lib)
+	}
 }
