@@ -326,4 +326,3 @@ func TestExperimentSurvivesKill9(t *testing.T) {
 		t.Fatalf("report.json results differ from the uninterrupted study's:\n%.2000s\n%.2000s", a, b)
 	}
 }
-
