@@ -98,8 +98,13 @@ func CheckWeights(cfg transformer.Config, path string) error {
 		held += n
 	}
 	if want := cfg.Params(); want > held {
-		return fmt.Errorf("%s holds %.0f values but config.json implies %.0f parameters (%s, vocab_size %d, hidden_size %d, %d layers): the config does not describe these weights",
-			path, held, want, cfg.ModelType, cfg.VocabSize, cfg.HiddenSize, cfg.NumHiddenLayers)
+		shape := fmt.Sprintf("vocab_size %d, embedding_size %d, hidden_size %d", cfg.VocabSize, cfg.EmbeddingSize, cfg.HiddenSize)
+		if cfg.ModelType != transformer.Static {
+			shape = fmt.Sprintf("vocab_size %d, hidden_size %d, intermediate_size %d, num_hidden_layers %d, max_position_embeddings %d",
+				cfg.VocabSize, cfg.HiddenSize, cfg.IntermediateSize, cfg.NumHiddenLayers, cfg.MaxPositionEmbeddings)
+		}
+		return fmt.Errorf("%s holds %.0f values but config.json implies %.0f parameters (%s %s): the config does not describe these weights",
+			path, held, want, cfg.ModelType, shape)
 	}
 	return nil
 }

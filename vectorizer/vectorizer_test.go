@@ -185,11 +185,16 @@ func TestModelDirectoryMismatch(t *testing.T) {
 		return err
 	}
 	edit("intermediate_size", 256)
-	if err := load(); err == nil || !strings.Contains(err.Error(), "tensor encoder.layer.0.intermediate.dense.bias has shape [128] in the checkpoint but config.json implies [256]") {
+	if err := load(); err == nil || !strings.Contains(err.Error(), "intermediate_size 256") || !strings.Contains(err.Error(), "the config does not describe these weights") {
 		t.Errorf("wrong intermediate_size: %v", err)
 	}
+	// Fewer parameters than the file holds: the per-tensor check names the tensor.
+	edit("intermediate_size", 64)
+	if err := load(); err == nil || !strings.Contains(err.Error(), "tensor encoder.layer.0.intermediate.dense.bias has shape [128] in the checkpoint but config.json implies [64]") {
+		t.Errorf("smaller intermediate_size: %v", err)
+	}
 	edit("num_hidden_layers", 3)
-	if err := load(); err == nil || !strings.Contains(err.Error(), "tensor encoder.layer.2.attention.output.LayerNorm.bias is missing") {
+	if err := load(); err == nil || !strings.Contains(err.Error(), "num_hidden_layers 3") || !strings.Contains(err.Error(), "the config does not describe these weights") {
 		t.Errorf("too many layers: %v", err)
 	}
 	edit("hidden_size", 66)
