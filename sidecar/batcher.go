@@ -19,9 +19,8 @@ type Encoder interface {
 
 // BatchLimits bound the dynamic batches and the queue in front of them.
 type BatchLimits struct {
-	MaxTexts  int           // texts per forward pass
-	MaxTokens int           // padded tokens per forward pass (texts x longest)
-	MaxWait   time.Duration // how long the first text of a batch waits for company
+	MaxTexts  int // texts per forward pass
+	MaxTokens int // padded tokens per forward pass (texts x longest)
 	// Queue bounds the texts waiting, single and bulk together; beyond it
 	// requests get 503. Bulk requests may fill three quarters of it, so
 	// that Weaviate's one-text requests always find room.
@@ -48,7 +47,11 @@ type result struct {
 
 // batcher merges queued texts of one kind into forward passes. Weaviate
 // sends one text per request, so without it every request would be a batch
-// of one. Every text goes through it: one-text requests first, bulk texts
+// of one. A text that finds the encoder idle is encoded at once; batches
+// form from what queues while the encoder is busy, as in HuggingFace's TEI.
+// (A wait for company cost every lone request its length: Weaviate's
+// import sends an object's text only after the previous one is answered.)
+// Every text goes through it: one-text requests first, bulk texts
 // (/vectors/batch) filling the rest of each pass, so that a bulk client
 // cannot make Weaviate's queries wait behind thousands of texts.
 type batcher struct {
@@ -152,28 +155,28 @@ func (b *batcher) close() {
 	<-b.stopped
 }
 
-// next returns a queued job, one-text requests first. With wait nil it
-// takes only what is already queued; otherwise it waits until wait fires.
-// ok is false when nothing came.
-func (b *batcher) next(wait <-chan time.Time, block bool) (j *job, ok bool) {
+// next returns a queued job, one-text requests first. With block it waits
+// for one; otherwise it takes only what is already queued. ok is false when
+// nothing came (or, blocking, when the batcher is closed and drained).
+func (b *batcher) next(block bool) (j *job, ok bool) {
 	for b.single != nil || b.bulk != nil {
 		select {
 		case j, ok = <-b.single:
-			if ok {
-				return j, true
+			if !ok {
+				b.single = nil
+				continue
 			}
-			b.single = nil
-			continue
+			return j, true
 		default:
 		}
-		if !block && wait == nil {
+		if !block {
 			select {
 			case j, ok = <-b.bulk:
-				if ok {
-					return j, true
+				if !ok {
+					b.bulk = nil
+					continue
 				}
-				b.bulk = nil
-				continue
+				return j, true
 			default:
 				return nil, false
 			}
@@ -189,8 +192,6 @@ func (b *batcher) next(wait <-chan time.Time, block bool) (j *job, ok bool) {
 				b.bulk = nil
 				continue
 			}
-		case <-wait:
-			return nil, false
 		}
 		return j, true
 	}
@@ -205,21 +206,15 @@ func (b *batcher) run() {
 		carry = nil
 		if first == nil {
 			var ok bool
-			if first, ok = b.next(nil, true); !ok {
+			if first, ok = b.next(true); !ok {
 				return
 			}
 			b.taken()
 		}
 		batch := []*job{first}
 		longest := len(first.tokens.IDs)
-		var timeout <-chan time.Time
-		var timer *time.Timer
-		if b.limits.MaxWait > 0 {
-			timer = time.NewTimer(b.limits.MaxWait)
-			timeout = timer.C
-		}
 		for len(batch) < b.limits.MaxTexts {
-			j, ok := b.next(timeout, false)
+			j, ok := b.next(false)
 			if !ok {
 				break
 			}
@@ -230,9 +225,6 @@ func (b *batcher) run() {
 				break
 			}
 			batch, longest = append(batch, j), l
-		}
-		if timer != nil {
-			timer.Stop()
 		}
 		b.encode(batch)
 	}

@@ -52,7 +52,7 @@ type Options struct {
 // DefaultOptions are limits that suit a CPU model behind one Weaviate.
 func DefaultOptions() Options {
 	return Options{
-		Limits:        BatchLimits{MaxTexts: 32, MaxTokens: 32 * 128, MaxWait: 5 * time.Millisecond, Queue: 1024},
+		Limits:        BatchLimits{MaxTexts: 32, MaxTokens: 32 * 128, Queue: 1024},
 		MaxBodyBytes:  1 << 20,
 		MaxBatchTexts: 1024,
 	}
@@ -112,13 +112,7 @@ func newServer(opts Options, reg *prometheus.Registry, m *metrics) (*Server, err
 		models: map[vectorizer.Kind]Model{vectorizer.Passage: opts.Passage, vectorizer.Query: query}}
 	s.batchers = map[vectorizer.Kind]*batcher{}
 	for kind, m := range s.models {
-		limits := opts.Limits
-		if b, ok := m.Encoder.(interface{ Batches() bool }); ok && !b.Batches() {
-			// A text costs microseconds: waiting for company would cost
-			// more than it saves, so take whatever is queued at once.
-			limits.MaxWait = 0
-		}
-		s.batchers[kind] = newBatcher(m.Encoder, kind, limits, s.metrics)
+		s.batchers[kind] = newBatcher(m.Encoder, kind, opts.Limits, s.metrics)
 		s.metrics.modelInfo.WithLabelValues(kind.String(), m.Name, m.Type, strconv.Itoa(m.Dims()), m.Pooling).Set(1)
 	}
 	var err error

@@ -199,40 +199,74 @@ func TestBadRequests(t *testing.T) {
 	}
 }
 
-// TestDynamicBatching sends 64 concurrent requests and checks that they
-// were merged into fewer forward passes.
+// TestDynamicBatching sends 64 concurrent requests while the encoder is
+// busy with a first one and checks that those queued meanwhile were merged
+// into full forward passes, while a lone request was encoded at once.
 func TestDynamicBatching(t *testing.T) {
+	v, err := vectorizer.Load(vectorizertest.Tiny(t), vectorizer.LoadOptions{BatchSize: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(v.Close)
+	enc := &gatedEncoder{Encoder: v, gate: make(chan struct{})}
 	opts := DefaultOptions()
-	opts.Limits.MaxWait = 20 * time.Millisecond
-	s, ts := tinyServer(t, opts)
-	s.Warm(context.Background())
+	opts.Passage = Model{Encoder: enc, Name: "tiny"}
+	s, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.ready.Store(true)
+	ts := httptest.NewServer(s.Handler())
+	t.Cleanup(func() { ts.Close(); s.Close() })
+
 	var wg sync.WaitGroup
 	var failed atomic.Int32
-	for i := 0; i < 64; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			resp, err := http.Post(ts.URL+"/vectors", "", strings.NewReader(fmt.Sprintf(`{"text":"text number %d"}`, i)))
-			if err != nil || resp.StatusCode != 200 {
-				failed.Add(1)
-			}
-			if resp != nil {
-				resp.Body.Close()
-			}
-		}(i)
+	send := func(i int) {
+		defer wg.Done()
+		resp, err := http.Post(ts.URL+"/vectors", "", strings.NewReader(fmt.Sprintf(`{"text":"text number %d"}`, i)))
+		if err != nil || resp.StatusCode != 200 {
+			failed.Add(1)
+		}
+		if resp != nil {
+			resp.Body.Close()
+		}
 	}
+	wg.Add(1)
+	go send(0) // finds the encoder idle: its pass starts at once, held at the gate
+	waitFor(t, func() bool { return enc.calls.Load() == 1 })
+	for i := 1; i <= 64; i++ {
+		wg.Add(1)
+		go send(i)
+	}
+	waitFor(t, func() bool { return s.batchers[vectorizer.Passage].queued() == 64 })
+	close(enc.gate)
 	wg.Wait()
 	if failed.Load() > 0 {
 		t.Fatalf("%d requests failed", failed.Load())
 	}
 	passes, texts := histogram(t, s, "xling_sidecar_batch_size")
-	t.Logf("64 requests in %d forward passes (mean batch %.1f)", passes, texts/float64(passes))
-	if texts != 64 || passes >= 64 || passes < 2 {
-		t.Fatalf("%d forward passes for 64 concurrent requests (limit 32 a pass), %v texts", passes, texts)
+	t.Logf("65 requests in %d forward passes (mean batch %.1f)", passes, texts/float64(passes))
+	// 1 alone, then 64 queued texts in passes of at most 32.
+	if texts != 65 || passes != 3 {
+		t.Fatalf("%d forward passes for 1 + 64 queued requests (limit 32 a pass), %v texts; want 3", passes, texts)
 	}
-	if got := testutil.ToFloat64(s.metrics.requests.WithLabelValues("vectors", "200")); got != 64 {
+	if got := testutil.ToFloat64(s.metrics.requests.WithLabelValues("vectors", "200")); got != 65 {
 		t.Fatalf("requests_total{vectors,200} = %v", got)
 	}
+}
+
+// gatedEncoder holds its first forward pass until gate closes.
+type gatedEncoder struct {
+	Encoder
+	gate  chan struct{}
+	calls atomic.Int32
+}
+
+func (g *gatedEncoder) EncodeTokens(ctx context.Context, toks []vectorizer.Tokens, kind vectorizer.Kind) ([][]float32, error) {
+	if g.calls.Add(1) == 1 {
+		<-g.gate
+	}
+	return g.Encoder.EncodeTokens(ctx, toks, kind)
 }
 
 func histogram(t *testing.T, s *Server, name string) (uint64, float64) {
@@ -280,7 +314,7 @@ func TestOverloadAndCancellation(t *testing.T) {
 	enc := &slowEncoder{release: make(chan struct{})}
 	opts := DefaultOptions()
 	opts.Passage = Model{Encoder: enc, Name: "slow"}
-	opts.Limits = BatchLimits{MaxTexts: 1, MaxTokens: 100, MaxWait: time.Millisecond, Queue: 2}
+	opts.Limits = BatchLimits{MaxTexts: 1, MaxTokens: 100, Queue: 2}
 	s, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -383,7 +417,6 @@ func TestStaticModel(t *testing.T) {
 	}
 	t.Cleanup(v.Close)
 	opts := DefaultOptions()
-	opts.Limits.MaxWait = time.Hour // a transformer's batch would wait this long for company
 	opts.Passage = FromVectorizer("static", v)
 	s, err := New(opts)
 	if err != nil {
@@ -391,8 +424,6 @@ func TestStaticModel(t *testing.T) {
 	}
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(func() { srv.Close(); s.Close() })
-	// Warm encodes a text per task type: with a one-hour MaxWait it would
-	// not return if the batcher waited.
 	if err := s.Warm(context.Background()); err != nil {
 		t.Fatal(err)
 	}

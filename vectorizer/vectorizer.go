@@ -267,11 +267,6 @@ func (v *Vectorizer) Close() {
 	}
 }
 
-// Batches reports whether encoding gains from batching texts into one
-// forward pass: a transformer's does, a static model's (microseconds a
-// text) does not.
-func (v *Vectorizer) Batches() bool { return v.Config.ModelType != transformer.Static }
-
 // Dims is the length of the vectors.
 func (v *Vectorizer) Dims() int { return int(v.Config.HiddenSize) }
 

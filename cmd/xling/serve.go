@@ -28,7 +28,6 @@ func runServe(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	threads := fs.Int("threads", envInt("XLING_THREADS", 1), "libtorch threads per model (env XLING_THREADS)")
 	maxBatch := fs.Int("max-batch", envInt("XLING_MAX_BATCH", def.Limits.MaxTexts), "texts per forward pass (env XLING_MAX_BATCH)")
 	maxTokens := fs.Int("max-batch-tokens", envInt("XLING_MAX_BATCH_TOKENS", def.Limits.MaxTokens), "padded tokens per forward pass (env XLING_MAX_BATCH_TOKENS)")
-	maxWait := fs.Duration("max-wait", envDuration("XLING_MAX_WAIT", def.Limits.MaxWait), "longest a text waits for a batch to fill (env XLING_MAX_WAIT)")
 	queue := fs.Int("queue", envInt("XLING_QUEUE", def.Limits.Queue), "texts that may wait; beyond, 503 with Retry-After (env XLING_QUEUE)")
 	bodyLimit := fs.Int64("body-limit", int64(envInt("XLING_BODY_LIMIT", int(def.MaxBodyBytes))), "largest request body in bytes (env XLING_BODY_LIMIT)")
 	readTimeout := fs.Duration("read-timeout", envDuration("XLING_READ_TIMEOUT", 30*time.Second), "request read timeout (env XLING_READ_TIMEOUT)")
@@ -46,7 +45,7 @@ func runServe(ctx context.Context, fs *flag.FlagSet, args []string) error {
 		return fmt.Errorf("listen on %s: %w", *addr, err)
 	}
 	opts := def
-	opts.Limits = sidecar.BatchLimits{MaxTexts: *maxBatch, MaxTokens: *maxTokens, MaxWait: *maxWait, Queue: *queue}
+	opts.Limits = sidecar.BatchLimits{MaxTexts: *maxBatch, MaxTokens: *maxTokens, Queue: *queue}
 	opts.MaxBodyBytes, opts.Logger = *bodyLimit, log
 	load := func(ctx context.Context) (sidecar.Options, func(), error) {
 		var closers []func()
