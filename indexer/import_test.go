@@ -239,3 +239,43 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// TestQueryMaximumResults: against a Weaviate whose QUERY_MAXIMUM_RESULTS
+// is below the ranking asked for, the error names the collection, the
+// languages, the number needed and the variable that raises it.
+func TestQueryMaximumResults(t *testing.T) {
+	srv := weaviatetest.Start(t, localweaviate.Options{Env: map[string]string{"QUERY_MAXIMUM_RESULTS": "5"}})
+	conn := Connection{URL: srv.URL(), GRPC: srv.GRPCHost}
+	client, err := Connect(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	im := &Importer{Client: client, Class: "Small"}
+	if err := im.EnsureCollection(ctx, Schema{Vectorizer: "none"}); err != nil {
+		t.Fatal(err)
+	}
+	var docs []Doc
+	var vecs [][]float32
+	for i := 0; i < 8; i++ {
+		docs = append(docs, Doc{ID: ObjectID("small", "de", fmt.Sprint(i)), Key: i, Lang: "de", Text: fmt.Sprint("text ", i)})
+		vecs = append(vecs, []float32{float32(i + 1), 1})
+	}
+	if err := im.Import(ctx, docs, vecs); err != nil {
+		t.Fatal(err)
+	}
+	search, err := DialSearch(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer search.Close()
+	if hits, err := search.Search(ctx, Query{Class: "Small", Vector: []float32{1, 0}, Langs: []string{"de"}, Limit: 5}); err != nil || len(hits) != 5 {
+		t.Fatalf("5 results within the limit: %d hits, %v", len(hits), err)
+	}
+	_, err = search.Search(ctx, Query{Class: "Small", Vector: []float32{1, 0}, Langs: []string{"de"}, Limit: 8})
+	for _, want := range []string{"search Small (languages de)", "refuses to return 8 results", "QUERY_MAXIMUM_RESULTS", "at least 8"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("8 results past a limit of 5: %v; want it to contain %q", err, want)
+		}
+	}
+}

@@ -104,6 +104,14 @@ func (s *Searcher) Search(ctx context.Context, q Query) ([]Hit, error) {
 		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+s.apiKey)
 	}
 	reply, err := s.client.Search(ctx, req)
+	if err != nil && strings.Contains(err.Error(), "query maximum results exceeded") {
+		scope := "every language"
+		if len(q.Langs) > 0 {
+			scope = "languages " + strings.Join(q.Langs, ",")
+		}
+		return nil, fmt.Errorf("search %s (%s): Weaviate refuses to return %d results for one query: its QUERY_MAXIMUM_RESULTS is lower (10000 unless set); raise that variable in the Weaviate server's environment to at least %d, or ask for fewer results: %w",
+			q.Class, scope, q.Limit, q.Limit, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("search %s: %w", q.Class, err)
 	}
