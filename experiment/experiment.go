@@ -2,8 +2,6 @@ package experiment
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +14,7 @@ import (
 	"time"
 
 	"github.com/xling-ir/xling/indexer"
+	"github.com/xling-ir/xling/internal/checksum"
 	"github.com/xling-ir/xling/internal/jsonfile"
 	"github.com/xling-ir/xling/internal/localweaviate"
 	"github.com/xling-ir/xling/qa"
@@ -229,17 +228,12 @@ func (s *study) train(ctx context.Context, d Direction) error {
 func (s *study) checksums() (map[string]string, error) {
 	out := map[string]string{}
 	add := func(path string) error {
-		f, err := os.Open(path)
+		sum, err := checksum.File(path)
 		if err != nil {
-			return fmt.Errorf("checksum: %w", err)
-		}
-		defer f.Close()
-		h := sha256.New()
-		if _, err := io.Copy(h, f); err != nil {
-			return fmt.Errorf("checksum %s: %w", path, err)
+			return err
 		}
 		rel, _ := filepath.Rel(s.opts.DataDir, path)
-		out[rel] = hex.EncodeToString(h.Sum(nil))
+		out[rel] = sum
 		return nil
 	}
 	seen := map[string]bool{}

@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/xling-ir/xling/internal/checksum"
 )
 
 // File is one file of a dataset: where it goes under the data directory,
@@ -69,7 +71,7 @@ func Fetch(ctx context.Context, dir string, files []File, opts Options) (int, er
 	fetched := 0
 	for i, f := range files {
 		path := filepath.Join(dir, filepath.FromSlash(f.Name))
-		if sum, err := fileSHA256(path); err == nil && sum == f.SHA256 {
+		if sum, err := checksum.File(path); err == nil && sum == f.SHA256 {
 			continue
 		} else if err == nil {
 			log.Warn("replacing a file with another checksum", "file", path, "have", sum, "want", f.SHA256)
@@ -127,17 +129,4 @@ func download(ctx context.Context, client *http.Client, f File, path string) err
 		return fmt.Errorf("fetch %s: %w: got sha256 %s, want %s", f.URL, ErrChecksum, got, f.SHA256)
 	}
 	return os.Rename(tmp.Name(), path)
-}
-
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }

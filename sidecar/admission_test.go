@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -34,16 +33,7 @@ func batchBody(n int) string {
 // them, and a bulk client that goes has its queued texts skipped.
 func TestBatchAdmission(t *testing.T) {
 	enc := &slowEncoder{release: make(chan struct{})}
-	opts := DefaultOptions()
-	opts.Passage = Model{Encoder: enc, Name: "slow"}
-	opts.Limits = BatchLimits{MaxTexts: 4, MaxTokens: 1000, Queue: 16} // bulk share: 12
-	s, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.ready.Store(true)
-	ts := httptest.NewServer(s.Handler())
-	defer ts.Close()
+	s, ts := readyServer(t, enc, BatchLimits{MaxTexts: 4, MaxTokens: 1000, Queue: 16}) // bulk share: 12
 
 	if code, out, _ := post(t, ts.URL+"/vectors/batch", batchBody(13)); code != 413 || !strings.Contains(out["error"].(string), "at most 12") {
 		t.Fatalf("13 texts against a bulk share of 12: %d %v", code, out)
@@ -107,17 +97,7 @@ func TestBatchAdmission(t *testing.T) {
 // are taken before bulk texts that arrived earlier.
 func TestSinglesBeforeBulk(t *testing.T) {
 	enc := &orderEncoder{slowEncoder: slowEncoder{release: make(chan struct{})}}
-	opts := DefaultOptions()
-	opts.Passage = Model{Encoder: enc, Name: "slow"}
-	opts.Limits = BatchLimits{MaxTexts: 2, MaxTokens: 1000, Queue: 64}
-	s, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.ready.Store(true)
-	ts := httptest.NewServer(s.Handler())
-	defer ts.Close()
-	defer s.Close()
+	s, ts := readyServer(t, enc, BatchLimits{MaxTexts: 2, MaxTokens: 1000, Queue: 64})
 	done := make(chan int, 3)
 	go func() { c, _, _ := post(t, ts.URL+"/vectors/batch", batchBody(10)); done <- c }()
 	waitFor(t, func() bool { return s.batchers[vectorizer.Passage].queued() == 8 })

@@ -38,6 +38,24 @@ func tinyServer(t *testing.T, opts Options) (*Server, *httptest.Server) {
 	return s, ts
 }
 
+// readyServer serves enc with limits (zero fields take the defaults),
+// marked ready without a warm-up pass: tests that hold the encoder need
+// its first pass to be theirs.
+func readyServer(t *testing.T, enc Encoder, limits BatchLimits) (*Server, *httptest.Server) {
+	t.Helper()
+	opts := DefaultOptions()
+	opts.Passage = Model{Encoder: enc, Name: "test"}
+	opts.Limits = limits
+	s, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.ready.Store(true)
+	ts := httptest.NewServer(s.Handler())
+	t.Cleanup(func() { ts.Close(); s.Close() })
+	return s, ts
+}
+
 func post(t *testing.T, url, body string) (int, map[string]any, http.Header) {
 	t.Helper()
 	resp, err := http.Post(url, "", strings.NewReader(body))
@@ -209,15 +227,7 @@ func TestDynamicBatching(t *testing.T) {
 	}
 	t.Cleanup(v.Close)
 	enc := &gatedEncoder{Encoder: v, gate: make(chan struct{})}
-	opts := DefaultOptions()
-	opts.Passage = Model{Encoder: enc, Name: "tiny"}
-	s, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.ready.Store(true)
-	ts := httptest.NewServer(s.Handler())
-	t.Cleanup(func() { ts.Close(); s.Close() })
+	s, ts := readyServer(t, enc, BatchLimits{})
 
 	var wg sync.WaitGroup
 	var failed atomic.Int32
@@ -312,16 +322,7 @@ func (e *slowEncoder) Dims() int { return 2 }
 // whose client gives up is dropped from its batch.
 func TestOverloadAndCancellation(t *testing.T) {
 	enc := &slowEncoder{release: make(chan struct{})}
-	opts := DefaultOptions()
-	opts.Passage = Model{Encoder: enc, Name: "slow"}
-	opts.Limits = BatchLimits{MaxTexts: 1, MaxTokens: 100, Queue: 2}
-	s, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.ready.Store(true)
-	ts := httptest.NewServer(s.Handler())
-	defer ts.Close()
+	s, ts := readyServer(t, enc, BatchLimits{MaxTexts: 1, MaxTokens: 100, Queue: 2})
 
 	send := func(ctx context.Context) chan int {
 		done := make(chan int, 1)

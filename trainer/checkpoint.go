@@ -3,18 +3,16 @@ package trainer
 import (
 	"bufio"
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 
+	"github.com/xling-ir/xling/internal/checksum"
 	"github.com/xling-ir/xling/internal/jsonfile"
 )
 
@@ -73,7 +71,7 @@ func (r *Run) checkpoint(step int, loss float64, enc net, s *Sampler) error {
 	}
 	var sums bytes.Buffer
 	for _, f := range checkpointFiles {
-		sum, err := fileSHA256(filepath.Join(tmp, f))
+		sum, err := checksum.File(filepath.Join(tmp, f))
 		if err != nil {
 			return fmt.Errorf("checkpoint %s: %w", name, err)
 		}
@@ -173,7 +171,7 @@ func verifySums(dir string) error {
 		want[name] = sum
 	}
 	for _, f := range checkpointFiles {
-		sum, err := fileSHA256(filepath.Join(dir, f))
+		sum, err := checksum.File(filepath.Join(dir, f))
 		if err != nil {
 			return err
 		}
@@ -182,19 +180,6 @@ func verifySums(dir string) error {
 		}
 	}
 	return nil
-}
-
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("read %s: %w", path, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // truncateLog keeps the lines of a JSON-lines log whose "step" is at most
