@@ -15,7 +15,7 @@ mkdir -p "$bin"
 for target in \
 	sidecar:FuzzDecodeVectorsRequest \
 	internal/safetensors:FuzzParse \
-	vectorizer/transformer:FuzzReadConfig \
+	vectorizer/modelconfig:FuzzRead \
 	vectorizer/tokenize:FuzzLoadTokenizer; do
 	pkg=${target%%:*}
 	fn=${target#*:}

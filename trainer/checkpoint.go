@@ -48,7 +48,7 @@ func (r *Run) checkpoints() []string {
 
 // checkpoint writes model, optimiser and sampler state to a new directory,
 // then renames it into place and points LATEST at it.
-func (r *Run) checkpoint(step int, loss float64, enc net, s *Sampler) error {
+func (r *Run) checkpoint(step int, loss float64, enc dualEncoder, s *Sampler) error {
 	name := fmt.Sprintf("step-%07d", step)
 	dir := filepath.Join(r.checkpointDir(), name)
 	tmp := dir + ".tmp"
@@ -103,7 +103,7 @@ func (r *Run) checkpoint(step int, loss float64, enc net, s *Sampler) error {
 // (checksum mismatch, unreadable or non-finite weights) is logged and
 // skipped for the one before it; a run whose every checkpoint is corrupt
 // fails rather than silently starting over.
-func (r *Run) resume(enc net, s *Sampler, log *slog.Logger) (step int, loss float64, resumed bool, err error) {
+func (r *Run) resume(enc dualEncoder, s *Sampler, log *slog.Logger) (step int, loss float64, resumed bool, err error) {
 	dirs := r.checkpoints()
 	if len(dirs) == 0 {
 		return 0, 0, false, nil
@@ -125,7 +125,7 @@ func (r *Run) resume(enc net, s *Sampler, log *slog.Logger) (step int, loss floa
 	return 0, 0, false, fmt.Errorf("resume %s: no intact checkpoint (%s); remove the run directory to start over", r.Dir, strings.Join(skipped, "; "))
 }
 
-func (r *Run) restore(dir string, enc net, s *Sampler) (int, float64, error) {
+func (r *Run) restore(dir string, enc dualEncoder, s *Sampler) (int, float64, error) {
 	if err := verifySums(dir); err != nil {
 		return 0, 0, fmt.Errorf("%w: %v", errCorrupt, err)
 	}

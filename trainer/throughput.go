@@ -7,12 +7,10 @@ import (
 	"runtime"
 	"time"
 
-	"github.com/sugarme/gotch"
-
 	"github.com/xling-ir/xling/internal/torchx"
 	"github.com/xling-ir/xling/vectorizer"
+	"github.com/xling-ir/xling/vectorizer/modelconfig"
 	"github.com/xling-ir/xling/vectorizer/static"
-	"github.com/xling-ir/xling/vectorizer/transformer"
 )
 
 // Throughput measures training pairs per second on a model directory: the
@@ -26,7 +24,7 @@ func Throughput(ctx context.Context, modelDir string, batch, seq, threads int, d
 	if threads > 0 {
 		torchx.SetThreads(threads)
 	}
-	cfg, err := transformer.ReadConfig(filepath.Join(modelDir, vectorizer.ConfigFile))
+	cfg, err := modelconfig.Read(filepath.Join(modelDir, vectorizer.ConfigFile))
 	if err != nil {
 		return 0, err
 	}
@@ -42,7 +40,7 @@ func Throughput(ctx context.Context, modelDir string, batch, seq, threads int, d
 		return out
 	}
 	queries, passages := randomIDs(), randomIDs()
-	if cfg.ModelType == transformer.Static {
+	if cfg.ModelType == modelconfig.Static {
 		m, err := static.New(cfg)
 		if err != nil {
 			return 0, err
@@ -61,25 +59,7 @@ func Throughput(ctx context.Context, modelDir string, batch, seq, threads int, d
 			return nil
 		})
 	}
-	m, err := transformer.New(cfg, gotch.CPU)
-	if err != nil {
-		return 0, err
-	}
-	defer m.Close()
-	if _, err := m.Load(filepath.Join(modelDir, vectorizer.WeightsFile)); err != nil {
-		return 0, err
-	}
-	opt := newAdamW(m.Names(), m.Params(), 0.01)
-	defer opt.close()
-	step := func() {
-		var a torchx.Arena
-		defer a.Free()
-		q := embedIDs(&a, m, queries, cfg.PadTokenID, vectorizer.PoolMean, true)
-		p := embedIDs(&a, m, passages, cfg.PadTokenID, vectorizer.PoolMean, true)
-		infoNCE(&a, q, p, nil, 0.05, false).MustBackward()
-		opt.clipAndStep(3e-5, 1)
-	}
-	return bestOfThree(ctx, d, batch, func() error { step(); return nil })
+	return transformerThroughput(ctx, modelDir, cfg, queries, passages, d)
 }
 
 // bestOfThree runs step once to warm up, then for three rounds of d/3, and

@@ -13,14 +13,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sugarme/gotch"
-
 	"github.com/xling-ir/xling/internal/jsonfile"
 	"github.com/xling-ir/xling/internal/torchx"
 	"github.com/xling-ir/xling/vectorizer"
+	"github.com/xling-ir/xling/vectorizer/modelconfig"
 	"github.com/xling-ir/xling/vectorizer/static"
 	"github.com/xling-ir/xling/vectorizer/tokenize"
-	"github.com/xling-ir/xling/vectorizer/transformer"
 )
 
 // Config is one training run. It is saved as config.json in the run
@@ -262,23 +260,23 @@ func learningRate(cfg Config, step int) float64 {
 // startingModel loads cfg.Init or builds a fresh model with a tokenizer
 // trained on the training text (saved in the run directory, so that a
 // resumed run uses the same one).
-func (r *Run) startingModel(ctx context.Context) (net, error) {
+func (r *Run) startingModel(ctx context.Context) (dualEncoder, error) {
 	cfg := r.Config
 	opts := vectorizer.DefaultOptions()
 	opts.MaxSeqLength = cfg.MaxLength
 	opts.Languages = Languages(r.Train)
 	opts.Training = map[string]any{"arch": cfg.Arch, "batch_mode": cfg.Mode, "alpha": cfg.Alpha, "steps": cfg.Steps, "batch_size": cfg.BatchSize, "seed": cfg.Seed, "temperature": cfg.Temperature}
 	var (
-		mc      transformer.Config
+		mc      modelconfig.Config
 		tok     *tokenize.Tokenizer
 		weights string
 		err     error
 	)
 	if cfg.Init != "" {
-		if mc, err = transformer.ReadConfig(filepath.Join(cfg.Init, vectorizer.ConfigFile)); err != nil {
+		if mc, err = modelconfig.Read(filepath.Join(cfg.Init, vectorizer.ConfigFile)); err != nil {
 			return nil, err
 		}
-		if (mc.ModelType == transformer.Static) != (cfg.Arch == ArchStatic) {
+		if (mc.ModelType == modelconfig.Static) != (cfg.Arch == ArchStatic) {
 			return nil, fmt.Errorf("--init %s holds a %s model, but the run trains --arch %s", cfg.Init, mc.ModelType, cfg.Arch)
 		}
 		if tok, err = tokenize.Load(filepath.Join(cfg.Init, vectorizer.TokenizerFile), cfg.MaxLength); err != nil {
@@ -321,19 +319,7 @@ func (r *Run) startingModel(ctx context.Context) (net, error) {
 		}
 		return newStaticNet(m, tok, opts, cfg.WeightDecay), err
 	}
-	m, err := transformer.New(mc, gotch.CPU)
-	if err != nil {
-		return nil, err
-	}
-	if weights != "" {
-		if _, err := m.Load(weights); err != nil {
-			m.Close()
-			return nil, err
-		}
-	} else {
-		m.Init(cfg.Seed)
-	}
-	return newTorchNet(m, tok, opts, cfg.WeightDecay), nil
+	return newTorchNet(mc, weights, cfg.Seed, tok, opts, cfg.WeightDecay)
 }
 
 // trainedTokenizer trains a WordPiece tokenizer on the training text, once
@@ -356,7 +342,7 @@ func (r *Run) trainedTokenizer(ctx context.Context) (*tokenize.Tokenizer, error)
 	return tokenize.Load(tokPath, r.Config.MaxLength)
 }
 
-func (r *Run) export(dir string, enc net) error {
+func (r *Run) export(dir string, enc dualEncoder) error {
 	tmp := dir + ".tmp"
 	os.RemoveAll(tmp)
 	tc := enc.tokens()

@@ -26,7 +26,7 @@ type Evaluation struct {
 
 // evaluate encodes the validation queries and passages with the model in
 // training and scores them.
-func evaluate(e net, items []Item) (*Evaluation, error) {
+func evaluate(e dualEncoder, items []Item) (*Evaluation, error) {
 	queries, passages := texts(items)
 	qv, err := e.vectors(queries, vectorizer.Query, 64)
 	if err != nil {

@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/xling-ir/xling/internal/safetensors"
-	"github.com/xling-ir/xling/vectorizer/transformer"
+	"github.com/xling-ir/xling/vectorizer/modelconfig"
 )
 
 // The files of a model directory (HuggingFace's layout plus xling.json).
@@ -48,11 +48,11 @@ func DefaultOptions() Options {
 	return Options{Pooling: PoolMean, Normalize: true, MaxSeqLength: 128, QueryPrefix: "Query: ", PassagePrefix: "Passage: "}
 }
 
-func (o Options) validate(cfg transformer.Config) error {
+func (o Options) validate(cfg modelconfig.Config) error {
 	if o.Pooling != PoolMean && o.Pooling != PoolCLS {
 		return fmt.Errorf("pooling %q is not supported (want %s or %s)", o.Pooling, PoolMean, PoolCLS)
 	}
-	if cfg.ModelType == transformer.Static && o.Pooling != PoolMean {
+	if cfg.ModelType == modelconfig.Static && o.Pooling != PoolMean {
 		return fmt.Errorf("a static model pools by %s only, not %q", PoolMean, o.Pooling)
 	}
 	if o.MaxSeqLength < 3 {
@@ -84,7 +84,7 @@ func readOptions(dir string) (Options, error) {
 // before anything is allocated: a config.json that asks for more
 // parameters than the file holds (a million layers, a hidden size of 1e9)
 // is refused instead of exhausting memory.
-func CheckWeights(cfg transformer.Config, path string) error {
+func CheckWeights(cfg modelconfig.Config, path string) error {
 	hdr, err := safetensors.ReadHeader(path)
 	if err != nil {
 		return err
@@ -99,7 +99,7 @@ func CheckWeights(cfg transformer.Config, path string) error {
 	}
 	if want := cfg.Params(); want > held {
 		shape := fmt.Sprintf("vocab_size %d, embedding_size %d, hidden_size %d", cfg.VocabSize, cfg.EmbeddingSize, cfg.HiddenSize)
-		if cfg.ModelType != transformer.Static {
+		if cfg.ModelType != modelconfig.Static {
 			shape = fmt.Sprintf("vocab_size %d, hidden_size %d, intermediate_size %d, num_hidden_layers %d, max_position_embeddings %d",
 				cfg.VocabSize, cfg.HiddenSize, cfg.IntermediateSize, cfg.NumHiddenLayers, cfg.MaxPositionEmbeddings)
 		}
@@ -117,7 +117,7 @@ type Weights interface {
 
 // Files is what WriteDir writes: a complete model directory.
 type Files struct {
-	Config    transformer.Config
+	Config    modelconfig.Config
 	Options   Options
 	Tokenizer []byte  // tokenizer.json
 	Model     Weights // the passage (or shared) encoder
@@ -133,7 +133,7 @@ func WriteDir(dir string, f Files) error {
 	if f.Query != nil && f.Options.QueryModel == "" {
 		f.Options.QueryModel = "query"
 	}
-	if err := transformer.WriteConfig(filepath.Join(dir, ConfigFile), f.Config); err != nil {
+	if err := modelconfig.Write(filepath.Join(dir, ConfigFile), f.Config); err != nil {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(dir, TokenizerFile), f.Tokenizer, 0o644); err != nil {
@@ -151,7 +151,7 @@ func WriteDir(dir string, f Files) error {
 		if err := os.MkdirAll(qdir, 0o755); err != nil {
 			return err
 		}
-		if err := transformer.WriteConfig(filepath.Join(qdir, ConfigFile), f.Config); err != nil {
+		if err := modelconfig.Write(filepath.Join(qdir, ConfigFile), f.Config); err != nil {
 			return err
 		}
 		return f.Query.Save(filepath.Join(qdir, WeightsFile))

@@ -18,6 +18,7 @@ import (
 	"github.com/xling-ir/xling/internal/pytorchref"
 	"github.com/xling-ir/xling/internal/safetensors"
 	"github.com/xling-ir/xling/vectorizer"
+	"github.com/xling-ir/xling/vectorizer/modelconfig"
 	"github.com/xling-ir/xling/vectorizer/tokenize"
 	"github.com/xling-ir/xling/vectorizer/transformer"
 	"github.com/xling-ir/xling/vectorizer/vectorizertest"
@@ -48,22 +49,22 @@ func needPyTorch(t *testing.T) {
 // plain-PyTorch forward pass over the same safetensors file.
 func TestParityWithPyTorch(t *testing.T) {
 	needPyTorch(t)
-	xlmr := transformer.BERTConfig(4000, 64, 2, 4, 128)
+	xlmr := modelconfig.NewBERT(4000, 64, 2, 4, 128)
 	xlmr.ModelType, xlmr.PadTokenID, xlmr.MaxPositionEmbeddings, xlmr.HiddenAct = "xlm-roberta", 0, 130, "gelu_new"
 	cls := vectorizer.DefaultOptions()
 	cls.Pooling = vectorizer.PoolCLS
 	base, _ := vectorizer.SizeConfig("base", 30522)
 	cases := []struct {
 		name string
-		cfg  transformer.Config
+		cfg  modelconfig.Config
 		opts vectorizer.Options
 	}{
-		{"bert-2-layer", transformer.BERTConfig(4000, 64, 2, 4, 128), vectorizer.DefaultOptions()},
+		{"bert-2-layer", modelconfig.NewBERT(4000, 64, 2, 4, 128), vectorizer.DefaultOptions()},
 		{"xlmr-2-layer-cls", xlmr, cls},
 		{"bert-base-shaped", base, vectorizer.DefaultOptions()},
 		// The static encoder against nn.EmbeddingBag(mode="mean").
-		{"static", transformer.StaticConfig(4000, 64, 64, 512), vectorizer.DefaultOptions()},
-		{"static-projected", transformer.StaticConfig(4000, 64, 24, 512), vectorizer.DefaultOptions()},
+		{"static", modelconfig.NewStatic(4000, 64, 64, 512), vectorizer.DefaultOptions()},
+		{"static-projected", modelconfig.NewStatic(4000, 64, 24, 512), vectorizer.DefaultOptions()},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -299,7 +300,7 @@ func TestMemoryFlat(t *testing.T) {
 // TestSeparateQueryEncoder checks xling.json's query_model: queries go
 // through their own encoder, passages through the main one.
 func TestSeparateQueryEncoder(t *testing.T) {
-	cfg := transformer.BERTConfig(4000, 64, 2, 4, 128)
+	cfg := modelconfig.NewBERT(4000, 64, 2, 4, 128)
 	newModel := func(seed uint64) *transformer.Model {
 		m, err := transformer.New(cfg, gotch.CPU)
 		if err != nil {

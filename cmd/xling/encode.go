@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/xling-ir/xling/internal/bench"
+	"github.com/xling-ir/xling/bench"
 	"github.com/xling-ir/xling/internal/cli"
 	"github.com/xling-ir/xling/vectorizer"
 	"github.com/xling-ir/xling/vectorizer/tokenize"

@@ -14,7 +14,7 @@ import (
 	"github.com/weaviate/weaviate-go-client/v4/weaviate"
 
 	"github.com/xling-ir/xling/indexer"
-	"github.com/xling-ir/xling/internal/bench"
+	"github.com/xling-ir/xling/bench"
 	"github.com/xling-ir/xling/internal/cli"
 	"github.com/xling-ir/xling/qa"
 	"github.com/xling-ir/xling/vectorizer"

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/xling-ir/xling/internal/bench"
+	"github.com/xling-ir/xling/bench"
 	"github.com/xling-ir/xling/internal/cli"
 	"github.com/xling-ir/xling/qa"
 	"github.com/xling-ir/xling/trainer"

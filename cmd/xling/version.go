@@ -23,6 +23,11 @@ func runVersion(_ context.Context, fs *flag.FlagSet, args []string) error {
 			}
 		}
 	}
-	fmt.Printf("xling %s\n%s %s/%s\nlibtorch %s (%d intra-op threads)\nmalloc from %s\n", rev, runtime.Version(), runtime.GOOS, runtime.GOARCH, torchx.Version(), torchx.Threads(), torchx.Allocator())
+	fmt.Printf("xling %s\n%s %s/%s\n", rev, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	if torchx.Threads() == 0 {
+		fmt.Println("static-only build: static models only, no libtorch")
+		return nil
+	}
+	fmt.Printf("libtorch %s (%d intra-op threads)\nmalloc from %s\n", torchx.Version(), torchx.Threads(), torchx.Allocator())
 	return nil
 }

@@ -13,7 +13,7 @@ import (
 	"sync"
 
 	"github.com/xling-ir/xling/internal/safetensors"
-	"github.com/xling-ir/xling/vectorizer/transformer"
+	"github.com/xling-ir/xling/vectorizer/modelconfig"
 )
 
 // Tensor names in model.safetensors.
@@ -26,15 +26,15 @@ const (
 // Model is a static encoder's parameters. Encoding is safe for concurrent
 // use; training updates it in place and must not overlap encoding.
 type Model struct {
-	Config transformer.Config
+	Config modelconfig.Config
 	Emb    []float32 // vocab x embedding, row-major
 	Proj   []float32 // hidden x embedding, or nil
 	Bias   []float32 // hidden, or nil
 }
 
 // New returns a zero model shaped by cfg (model_type static).
-func New(cfg transformer.Config) (*Model, error) {
-	if cfg.ModelType != transformer.Static {
+func New(cfg modelconfig.Config) (*Model, error) {
+	if cfg.ModelType != modelconfig.Static {
 		return nil, fmt.Errorf("model_type %q is not static", cfg.ModelType)
 	}
 	if err := cfg.Validate(); err != nil {

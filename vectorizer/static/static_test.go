@@ -7,12 +7,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/xling-ir/xling/vectorizer/transformer"
+	"github.com/xling-ir/xling/vectorizer/modelconfig"
 )
 
 func testModel(t *testing.T, embedding, hidden int64) *Model {
 	t.Helper()
-	m, err := New(transformer.StaticConfig(50, embedding, hidden, 64))
+	m, err := New(modelconfig.NewStatic(50, embedding, hidden, 64))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func TestEncodeAndSaveLoad(t *testing.T) {
 	if !slices.Equal(m.Emb, m2.Emb) || !slices.Equal(m.Proj, m2.Proj) || !slices.Equal(m.Bias, m2.Bias) {
 		t.Error("save/load changed the parameters")
 	}
-	wrong, _ := New(transformer.StaticConfig(50, 8, 8, 64))
+	wrong, _ := New(modelconfig.NewStatic(50, 8, 8, 64))
 	if err := wrong.Load(path); err == nil || !strings.Contains(err.Error(), "no projection") {
 		t.Errorf("loading into another shape: %v", err)
 	}

@@ -14,12 +14,13 @@ import (
 
 	"github.com/xling-ir/xling/internal/safetensors"
 	"github.com/xling-ir/xling/internal/torchx"
+	"github.com/xling-ir/xling/vectorizer/modelconfig"
 )
 
 // Model is a BERT-style encoder whose parameters live in a gotch VarStore
 // under HuggingFace's names (embeddings.word_embeddings.weight, …).
 type Model struct {
-	Config Config
+	Config modelconfig.Config
 	vs     *nn.VarStore
 	params map[string]*ts.Tensor
 	shapes map[string][]int64
@@ -44,7 +45,7 @@ type layer struct {
 }
 
 // New creates a model with zero parameters; Init or Load fills them.
-func New(cfg Config, device gotch.Device) (*Model, error) {
+func New(cfg modelconfig.Config, device gotch.Device) (*Model, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -315,7 +316,7 @@ func (m *Model) layerForward(a *torchx.Arena, l *layer, x, bias *ts.Tensor, batc
 	x = m.norm(a, a.Keep(h.MustAdd(x, false)), l.attnNorm)
 
 	h = m.lin(a, x, l.inter)
-	h = a.Keep(h.MustGelu(cfg.geluApproximate(), false))
+	h = a.Keep(h.MustGelu(cfg.GELUApproximate(), false))
 	h = m.dropout(a, m.lin(a, h, l.out), cfg.HiddenDropoutProb, train)
 	return m.norm(a, a.Keep(h.MustAdd(x, false)), l.outNorm)
 }

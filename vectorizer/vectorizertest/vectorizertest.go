@@ -13,8 +13,8 @@ import (
 
 	"github.com/xling-ir/xling/internal/shareddata"
 	"github.com/xling-ir/xling/vectorizer"
+	"github.com/xling-ir/xling/vectorizer/modelconfig"
 	"github.com/xling-ir/xling/vectorizer/tokenize"
-	"github.com/xling-ir/xling/vectorizer/transformer"
 )
 
 var (
@@ -50,7 +50,7 @@ func Tokenizer(t testing.TB) []byte {
 
 // Model writes a random model directory with cfg and options and returns
 // its path.
-func Model(t testing.TB, cfg transformer.Config, opts vectorizer.Options, seed uint64) string {
+func Model(t testing.TB, cfg modelconfig.Config, opts vectorizer.Options, seed uint64) string {
 	t.Helper()
 	dir := t.TempDir()
 	if err := vectorizer.WriteRandom(dir, cfg, opts, Tokenizer(t), seed); err != nil {

@@ -15,8 +15,8 @@ import (
 	"github.com/xling-ir/xling/internal/pytorchref"
 	"github.com/xling-ir/xling/internal/shareddata"
 	"github.com/xling-ir/xling/vectorizer"
+	"github.com/xling-ir/xling/vectorizer/modelconfig"
 	"github.com/xling-ir/xling/vectorizer/tokenize"
-	"github.com/xling-ir/xling/vectorizer/transformer"
 )
 
 // EncodeOptions configures an encoder benchmark.
@@ -53,7 +53,7 @@ func ModelDir(ctx context.Context, model, arch, size string) (dir string, cleanu
 	if size == "base" {
 		vocab = 30522 // BERT-base's embedding table, for a faithful shape
 	}
-	var cfg transformer.Config
+	var cfg modelconfig.Config
 	switch arch {
 	case "transformer", "":
 		cfg, err = vectorizer.SizeConfig(size, vocab)
@@ -100,8 +100,8 @@ func bestRate(total time.Duration, perCall int, fn func() error) (float64, error
 }
 
 // Describe is a model's shape in a few words.
-func Describe(c transformer.Config) string {
-	if c.ModelType == transformer.Static {
+func Describe(c modelconfig.Config) string {
+	if c.ModelType == modelconfig.Static {
 		if c.EmbeddingSize != c.HiddenSize {
 			return fmt.Sprintf("static, %d tokens x %d, projected to %d", c.VocabSize, c.EmbeddingSize, c.HiddenSize)
 		}
@@ -181,7 +181,7 @@ func Train(ctx context.Context, w io.Writer, opts EncodeOptions, step func(ctx c
 		return err
 	}
 	defer cleanup()
-	cfg, err := transformer.ReadConfig(filepath.Join(dir, vectorizer.ConfigFile))
+	cfg, err := modelconfig.Read(filepath.Join(dir, vectorizer.ConfigFile))
 	if err != nil {
 		return err
 	}

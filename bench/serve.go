@@ -18,7 +18,7 @@ import (
 	"github.com/xling-ir/xling/internal/shareddata"
 	"github.com/xling-ir/xling/sidecar"
 	"github.com/xling-ir/xling/vectorizer"
-	"github.com/xling-ir/xling/vectorizer/transformer"
+	"github.com/xling-ir/xling/vectorizer/modelconfig"
 )
 
 // ServeOptions configures a sidecar benchmark.
@@ -138,7 +138,7 @@ func Serve(ctx context.Context, w io.Writer, opts ServeOptions) error {
 			return err
 		}
 	}
-	if v.Config.ModelType == transformer.Static {
+	if v.Config.ModelType == modelconfig.Static {
 		// The same run serves a random transformer of the same size, the
 		// alternative the static model is meant to beat.
 		tdir, tcleanup, err := ModelDir(ctx, "", "transformer", opts.Size)

@@ -1,7 +1,7 @@
-// Package transformer is a BERT / XLM-RoBERTa encoder on gotch, configured
-// from a HuggingFace config.json and storing its weights under HuggingFace's
-// parameter names, so checkpoints move between xling and PyTorch unchanged.
-package transformer
+// Package modelconfig is a model directory's config.json: HuggingFace's
+// fields for BERT and XLM-RoBERTa encoders, and xling's static encoder. It
+// needs no libtorch, so the static-only build reads model directories too.
+package modelconfig
 
 import (
 	"encoding/json"
@@ -37,16 +37,16 @@ type Config struct {
 // Static is model_type of the static-embedding encoder (package static).
 const Static = "static"
 
-// StaticConfig describes a static encoder: a vocab x embedding table,
+// NewStatic describes a static encoder: a vocab x embedding table,
 // projected to hidden dimensions when they differ. maxTokens bounds a text.
-func StaticConfig(vocab, embedding, hidden, maxTokens int64) Config {
+func NewStatic(vocab, embedding, hidden, maxTokens int64) Config {
 	return Config{ModelType: Static, VocabSize: vocab, EmbeddingSize: embedding, HiddenSize: hidden,
 		MaxPositionEmbeddings: maxTokens, InitializerRange: 0.02}
 }
 
-// BERTConfig returns a BERT configuration of the given shape with
+// NewBERT returns a BERT configuration of the given shape with
 // HuggingFace's defaults for everything else.
-func BERTConfig(vocab, hidden, layers, heads, intermediate int64) Config {
+func NewBERT(vocab, hidden, layers, heads, intermediate int64) Config {
 	return Config{
 		ModelType: "bert", Architectures: []string{"BertModel"},
 		VocabSize: vocab, HiddenSize: hidden, NumHiddenLayers: layers, NumAttentionHeads: heads,
@@ -56,8 +56,8 @@ func BERTConfig(vocab, hidden, layers, heads, intermediate int64) Config {
 	}
 }
 
-// ReadConfig reads and validates a config.json.
-func ReadConfig(path string) (Config, error) {
+// Read reads and validates a config.json.
+func Read(path string) (Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return Config{}, fmt.Errorf("read model config: %w", err)
@@ -75,8 +75,8 @@ func ReadConfig(path string) (Config, error) {
 	return c, nil
 }
 
-// WriteConfig writes c as config.json.
-func WriteConfig(path string, c Config) error {
+// Write writes c as config.json.
+func Write(path string, c Config) error {
 	b, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {
 		return err
@@ -158,8 +158,9 @@ func (c Config) PositionOffset() int64 {
 // MaxTokens is the longest sequence the position embeddings allow.
 func (c Config) MaxTokens() int64 { return c.MaxPositionEmbeddings - c.PositionOffset() }
 
-// geluApproximate is gotch's name for the GELU variant hidden_act selects.
-func (c Config) geluApproximate() string {
+// GELUApproximate is libtorch's name for the GELU variant hidden_act
+// selects.
+func (c Config) GELUApproximate() string {
 	if c.HiddenAct == "gelu" {
 		return "none"
 	}

@@ -1,4 +1,4 @@
-package transformer
+package modelconfig
 
 import (
 	"math"
@@ -7,9 +7,9 @@ import (
 	"testing"
 )
 
-// FuzzReadConfig: any config.json is a valid config or an error naming
+// FuzzRead: any config.json is a valid config or an error naming
 // the field, never a panic; a valid one has a finite, positive size.
-func FuzzReadConfig(f *testing.F) {
+func FuzzRead(f *testing.F) {
 	for _, seed := range []string{
 		`{"model_type":"bert","vocab_size":100,"hidden_size":8,"num_hidden_layers":1,"num_attention_heads":2,"intermediate_size":16,"hidden_act":"gelu","max_position_embeddings":16,"type_vocab_size":2,"layer_norm_eps":1e-12}`,
 		`{"model_type":"static","vocab_size":100,"embedding_size":8,"hidden_size":8,"max_position_embeddings":16}`,
@@ -22,7 +22,7 @@ func FuzzReadConfig(f *testing.F) {
 		if err := os.WriteFile(path, b, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		c, err := ReadConfig(path)
+		c, err := Read(path)
 		if err != nil {
 			return
 		}

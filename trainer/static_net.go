@@ -1,0 +1,74 @@
+package trainer
+
+import (
+	"github.com/xling-ir/xling/internal/safetensors"
+	"github.com/xling-ir/xling/vectorizer"
+	"github.com/xling-ir/xling/vectorizer/modelconfig"
+	"github.com/xling-ir/xling/vectorizer/static"
+	"github.com/xling-ir/xling/vectorizer/tokenize"
+)
+
+// staticNet trains a static embedding in Go: hand-written gradients and a
+// sparse AdamW, so a step costs what the batch's tokens cost, whatever the
+// vocabulary's size.
+type staticNet struct {
+	tokenCache
+	model *static.Model
+	opt   *static.AdamW
+	grad  *static.Grad
+}
+
+func newStaticNet(m *static.Model, tok *tokenize.Tokenizer, opts vectorizer.Options, weightDecay float64) *staticNet {
+	return &staticNet{tokenCache: newTokenCache(tok, opts), model: m, opt: static.NewAdamW(m, weightDecay), grad: m.NewGrad()}
+}
+
+func (e *staticNet) lossBackward(batch []Pair, cfg Config, weight float64) (float64, error) {
+	queries, passages, negatives := splitPairs(batch, cfg)
+	c := static.Contrastive{Temperature: cfg.Temperature, Symmetric: cfg.Symmetric}
+	var err error
+	if c.Queries, err = e.batch(queries, vectorizer.Query); err != nil {
+		return 0, err
+	}
+	if c.Passages, err = e.batch(passages, vectorizer.Passage); err != nil {
+		return 0, err
+	}
+	if c.Negatives, err = e.batch(negatives, vectorizer.Passage); err != nil {
+		return 0, err
+	}
+	return e.model.LossBackward(c, weight, e.grad)
+}
+
+func (e *staticNet) step(lr, clip float64) float64 {
+	norm := e.opt.Step(e.grad, lr, clip)
+	e.grad = e.model.NewGrad()
+	return norm
+}
+
+func (e *staticNet) vectors(texts []string, kind vectorizer.Kind, _ int) ([][]float32, error) {
+	ids, err := e.batch(texts, kind)
+	if err != nil {
+		return nil, err
+	}
+	return e.model.Encode(ids, true)
+}
+
+func (e *staticNet) config() modelconfig.Config  { return e.model.Config }
+func (e *staticNet) weights() vectorizer.Weights { return e.model }
+func (e *staticNet) close()                      {}
+func (e *staticNet) load(path string) error      { return e.model.Load(path) }
+
+func (e *staticNet) saveOptimizer(path string) error {
+	t, err := e.opt.Tensors()
+	if err != nil {
+		return err
+	}
+	return safetensors.WriteFile(path, t, nil)
+}
+
+func (e *staticNet) loadOptimizer(path string, step int) error {
+	f, err := safetensors.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	return e.opt.Load(f.Tensors, step)
+}
