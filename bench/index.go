@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/xling-ir/xling/eval"
 	"github.com/xling-ir/xling/indexer"
 	"github.com/xling-ir/xling/internal/localweaviate"
 	"github.com/xling-ir/xling/internal/shareddata"
@@ -98,9 +99,8 @@ func Index(ctx context.Context, w io.Writer, opts IndexOptions) error {
 		}
 		took := time.Since(start)
 		fmt.Fprintf(w, "import  %-4s %6d objects in %8s: %8.0f objects/s\n", index, len(docs), took.Round(time.Millisecond), float64(len(docs))/took.Seconds())
-		ev := &indexer.Evaluator{Search: search, Class: class, Depth: 100, Concurrency: 8}
 		start = time.Now()
-		rep, _, err := ev.Evaluate(ctx, sample, indexer.Dense, qvecs)
+		rep, _, err := eval.Evaluate(ctx, search.Ranker(class, eval.Dense, sample), sample, eval.Dense, qvecs, 100, 8)
 		if err != nil {
 			return err
 		}

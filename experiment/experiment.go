@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/xling-ir/xling/eval"
 	"github.com/xling-ir/xling/indexer"
 	"github.com/xling-ir/xling/internal/checksum"
 	"github.com/xling-ir/xling/internal/jsonfile"
@@ -43,12 +44,12 @@ const (
 
 // Result is one method's evaluation of one direction with one seed.
 type Result struct {
-	Method     string          `json:"method"` // a batch mode, untrained, bm25 or hybrid-search
-	Seed       uint64          `json:"seed"`
-	Model      string          `json:"model,omitempty"` // model directory, relative to Out
-	Collection string          `json:"collection"`
-	Run        string          `json:"trec_run"` // TREC run file, relative to Out
-	Report     *indexer.Report `json:"report"`
+	Method     string       `json:"method"` // a batch mode, untrained, bm25 or hybrid-search
+	Seed       uint64       `json:"seed"`
+	Model      string       `json:"model,omitempty"` // model directory, relative to Out
+	Collection string       `json:"collection"`
+	Run        string       `json:"trec_run"` // TREC run file, relative to Out
+	Report     *eval.Report `json:"report"`
 }
 
 // study is a run in progress.
@@ -373,7 +374,7 @@ func (e *evaluator) model(ctx context.Context, d Direction, ds *qa.Dataset, meth
 	if err := im.Import(ctx, docs, vecs); err != nil {
 		return nil, err
 	}
-	return e.evaluate(ctx, d, ds, method, seed, class, dir, indexer.Dense, v)
+	return e.evaluate(ctx, d, ds, method, seed, class, dir, eval.Dense, v)
 }
 
 // baseline evaluates a Weaviate search on an existing collection: BM25, or
@@ -383,17 +384,17 @@ func (e *evaluator) baseline(ctx context.Context, d Direction, ds *qa.Dataset, m
 		return r, nil
 	}
 	if method == BM25 {
-		return e.evaluate(ctx, d, ds, method, seed, class, "", indexer.BM25, nil)
+		return e.evaluate(ctx, d, ds, method, seed, class, "", eval.BM25, nil)
 	}
 	v, err := vectorizer.Load(dir, vectorizer.LoadOptions{Threads: e.opts.Threads, BatchSize: 64, Logger: e.log})
 	if err != nil {
 		return nil, err
 	}
 	defer v.Close()
-	return e.evaluate(ctx, d, ds, method, seed, class, dir, indexer.Hybrid, v)
+	return e.evaluate(ctx, d, ds, method, seed, class, dir, eval.Hybrid, v)
 }
 
-func (e *evaluator) evaluate(ctx context.Context, d Direction, ds *qa.Dataset, method string, seed uint64, class, dir string, how indexer.Method, v *vectorizer.Vectorizer) (*Result, error) {
+func (e *evaluator) evaluate(ctx context.Context, d Direction, ds *qa.Dataset, method string, seed uint64, class, dir string, how eval.Method, v *vectorizer.Vectorizer) (*Result, error) {
 	var qvecs [][]float32
 	if v != nil {
 		questions := make([]string, len(ds.Questions))
@@ -407,8 +408,7 @@ func (e *evaluator) evaluate(ctx context.Context, d Direction, ds *qa.Dataset, m
 	}
 	start := time.Now()
 	e.log.Info("evaluating in weaviate", "direction", d.Name(), "method", method, "seed", seed, "questions", len(ds.Questions))
-	ev := &indexer.Evaluator{Search: e.search, Class: class, Depth: e.cfg.Depth, Concurrency: 8}
-	rep, runs, err := ev.Evaluate(ctx, ds, how, qvecs)
+	rep, runs, err := eval.Evaluate(ctx, e.search.Ranker(class, how, ds), ds, how, qvecs, e.cfg.Depth, 8)
 	if err != nil {
 		return nil, err
 	}
@@ -420,7 +420,7 @@ func (e *evaluator) evaluate(ctx context.Context, d Direction, ds *qa.Dataset, m
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, err
 	}
-	if err := indexer.WriteTREC(base+".run", filepath.Join(filepath.Dir(path), "qrels"), ds, runs, method); err != nil {
+	if err := eval.WriteTREC(base+".run", filepath.Join(filepath.Dir(path), "qrels"), ds, runs, method); err != nil {
 		return nil, err
 	}
 	rel := func(p string) string {

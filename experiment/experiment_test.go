@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/xling-ir/xling/eval"
 	"github.com/xling-ir/xling/indexer"
 	"github.com/xling-ir/xling/internal/localweaviate"
 	"github.com/xling-ir/xling/internal/shareddata"
@@ -97,7 +98,7 @@ func TestStudyEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer search.Close()
-	again, _, err := (&indexer.Evaluator{Search: search, Class: hybrid.Collection, Depth: 100}).Evaluate(context.Background(), ds, indexer.Dense, qv)
+	again, _, err := eval.Evaluate(context.Background(), search.Ranker(hybrid.Collection, eval.Dense, ds), ds, eval.Dense, qv, 100, 8)
 	if err != nil {
 		t.Fatal(err)
 	}

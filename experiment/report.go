@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/xling-ir/xling/internal/charts"
+	"github.com/xling-ir/xling/eval/plot"
 	"github.com/xling-ir/xling/internal/torchx"
 	"github.com/xling-ir/xling/trainer"
 )
@@ -203,18 +203,18 @@ func (r *Report) charts(dir string) (map[string][]string, error) {
 	for _, d := range r.Directions {
 		key := d.Direction.key()
 		var groups = []string{"mono", "cross", "multi"}
-		var series []charts.Series
+		var series []plot.Series
 		for _, s := range d.Summary {
-			series = append(series, charts.Series{Name: s.Method, Values: []float64{s.Mono.Mean, s.Cross.Mean, s.Multi.Mean}})
+			series = append(series, plot.Series{Name: s.Method, Values: []float64{s.Mono.Mean, s.Cross.Mean, s.Multi.Mean}})
 		}
 		bars := key + "-map.png"
-		if err := charts.Bars(filepath.Join(dir, bars), "mAP@"+fmt.Sprint(r.Config.Depth)+" on "+d.Direction.Eval+" (mean over seeds)", "mAP", groups, series); err != nil {
+		if err := plot.Bars(filepath.Join(dir, bars), "mAP@"+fmt.Sprint(r.Config.Depth)+" on "+d.Direction.Eval+" (mean over seeds)", "mAP", groups, series); err != nil {
 			return nil, err
 		}
 		out[d.Name] = append(out[d.Name], bars)
 		for _, s := range d.Summary {
 			heat := fmt.Sprintf("%s-pairs-%s.png", key, s.Method)
-			err := charts.Heatmap(filepath.Join(dir, heat), fmt.Sprintf("%s: mAP per language pair (%s)", d.Direction.Eval, s.Method),
+			err := plot.Heatmap(filepath.Join(dir, heat), fmt.Sprintf("%s: mAP per language pair (%s)", d.Direction.Eval, s.Method),
 				"candidate language", "question language", d.Languages, d.Languages, func(row, col string) (float64, bool) {
 					v, ok := s.Pairs[row+"->"+col]
 					return v, ok
@@ -224,7 +224,7 @@ func (r *Report) charts(dir string) (map[string][]string, error) {
 			}
 			out[d.Name] = append(out[d.Name], heat)
 		}
-		var lines []charts.Line
+		var lines []plot.Line
 		for _, c := range d.Curves {
 			l, err := readCurve(c.Path)
 			if err != nil {
@@ -234,7 +234,7 @@ func (r *Report) charts(dir string) (map[string][]string, error) {
 			lines = append(lines, l)
 		}
 		curves := key + "-training.png"
-		if err := charts.Lines(filepath.Join(dir, curves), "training loss ("+strings.Join(d.Direction.Train, "+")+", first seed)", "step", "InfoNCE loss", lines); err != nil {
+		if err := plot.Lines(filepath.Join(dir, curves), "training loss ("+strings.Join(d.Direction.Train, "+")+", first seed)", "step", "InfoNCE loss", lines); err != nil {
 			return nil, err
 		}
 		out[d.Name] = append(out[d.Name], curves)
@@ -242,13 +242,13 @@ func (r *Report) charts(dir string) (map[string][]string, error) {
 	return out, nil
 }
 
-func readCurve(path string) (charts.Line, error) {
+func readCurve(path string) (plot.Line, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return charts.Line{}, err
+		return plot.Line{}, err
 	}
 	defer f.Close()
-	var l charts.Line
+	var l plot.Line
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		var s trainer.StepLog

@@ -3,9 +3,7 @@ package indexer
 import (
 	"context"
 	"math"
-	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/xling-ir/xling/eval"
@@ -64,8 +62,10 @@ func TestEvaluateInWeaviate(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer search.Close()
-	ev := &Evaluator{Search: search, Class: "MlqaR", Depth: 100}
-	dense, runs, err := ev.Evaluate(ctx, ds, Dense, qvecs)
+	evaluate := func(ds *qa.Dataset, method eval.Method, vecs [][]float32) (*eval.Report, []eval.Run, error) {
+		return eval.Evaluate(ctx, search.Ranker("MlqaR", method, ds), ds, method, vecs, 100, 8)
+	}
+	dense, runs, err := evaluate(ds, eval.Dense, qvecs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestEvaluateInWeaviate(t *testing.T) {
 			deVecs = append(deVecs, qvecs[i])
 		}
 	}
-	sub, _, err := ev.Evaluate(ctx, de, Dense, deVecs)
+	sub, _, err := evaluate(de, eval.Dense, deVecs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func TestEvaluateInWeaviate(t *testing.T) {
 	}
 
 	// The same rankings, exactly, in Go.
-	exact := make([]Run, len(runs))
+	exact := make([]eval.Run, len(runs))
 	for i, r := range runs {
 		scores := make([]float32, len(cvecs))
 		for c, cv := range cvecs {
@@ -108,7 +108,7 @@ func TestEvaluateInWeaviate(t *testing.T) {
 		exact[i] = r
 		exact[i].Ranking = eval.Rank(scores)[:100]
 	}
-	want := Score(ds, exact, Dense, 100)
+	want := eval.Score(ds, exact, eval.Dense, 100)
 	t.Logf("dense in Weaviate: mono %.4f cross %.4f multi %.4f, bias %.1f; exact in Go: mono %.4f cross %.4f multi %.4f",
 		dense.Mono.MAP, dense.Cross.MAP, dense.Multi.MAP, dense.LanguageBias, want.Mono.MAP, want.Cross.MAP, want.Multi.MAP)
 	for name, pair := range map[string][2]float64{"mono": {dense.Mono.MAP, want.Mono.MAP}, "cross": {dense.Cross.MAP, want.Cross.MAP}, "multi": {dense.Multi.MAP, want.Multi.MAP}} {
@@ -120,7 +120,7 @@ func TestEvaluateInWeaviate(t *testing.T) {
 		t.Errorf("averaged over %d mono pairs, %d cross pairs, %d query languages; want 2, 2, 2", dense.Mono.Averaged, dense.Cross.Averaged, dense.Multi.Averaged)
 	}
 
-	bm25, _, err := ev.Evaluate(ctx, ds, BM25, nil)
+	bm25, _, err := evaluate(ds, eval.BM25, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,40 +131,12 @@ func TestEvaluateInWeaviate(t *testing.T) {
 	}
 	// Hybrid fuses the two: at least as good as the weaker in the
 	// monolingual setting, where BM25 carries it.
-	hybrid, _, err := ev.Evaluate(ctx, ds, Hybrid, qvecs)
+	hybrid, _, err := evaluate(ds, eval.Hybrid, qvecs)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("hybrid: mono %.4f cross %.4f multi %.4f", hybrid.Mono.MAP, hybrid.Cross.MAP, hybrid.Multi.MAP)
 	if hybrid.Mono.MAP < min(bm25.Mono.MAP, dense.Mono.MAP) {
 		t.Errorf("hybrid monolingual mAP %.4f is below both BM25's %.4f and dense's %.4f", hybrid.Mono.MAP, bm25.Mono.MAP, dense.Mono.MAP)
-	}
-}
-
-// TestTRECFiles checks the run and qrels files against a hand-made case.
-func TestTRECFiles(t *testing.T) {
-	ds := &qa.Dataset{Name: "toy", Languages: []string{"de", "en"},
-		Candidates: []qa.Candidate{{Lang: "en", Para: 0, Sent: 0}, {Lang: "en", Para: 0, Sent: 1}, {Lang: "de", Para: 0, Sent: 0}},
-		Questions:  []qa.Question{{ID: "q1", Lang: "en", Answer: 1}, {ID: "q1", Lang: "de", Answer: 2}}}
-	runs := []Run{{Question: 0, Setting: Multi, Target: "all", Ranking: []int{2, 0, 1}, Scores: []float64{0.9, 0.5, 0.1}}}
-	dir := t.TempDir()
-	if err := WriteTREC(filepath.Join(dir, "run"), filepath.Join(dir, "qrels"), ds, runs, "x"); err != nil {
-		t.Fatal(err)
-	}
-	run, _ := os.ReadFile(filepath.Join(dir, "run"))
-	qrels, _ := os.ReadFile(filepath.Join(dir, "qrels"))
-	if string(run) != "q1/en/multi/all Q0 de/0/0 1 0.900000 x\nq1/en/multi/all Q0 en/0/0 2 0.500000 x\nq1/en/multi/all Q0 en/0/1 3 0.100000 x\n" {
-		t.Errorf("run file:\n%s", run)
-	}
-	if string(qrels) != "q1/en/multi/all 0 de/0/0 1\nq1/en/multi/all 0 en/0/1 1\n" {
-		t.Errorf("qrels file:\n%s", qrels)
-	}
-	// AP of that ranking: relevant at ranks 1 and 3 → (1 + 2/3) / 2.
-	rep := Score(ds, runs, Dense, 100)
-	if math.Abs(rep.Multi.MAP-(1+2.0/3)/2) > 1e-12 || rep.LanguageBias != 2 {
-		t.Errorf("multi mAP %g, bias %g", rep.Multi.MAP, rep.LanguageBias)
-	}
-	if !strings.Contains(Markdown([]*Report{rep}), "| toy | dense |") {
-		t.Error("markdown table lacks the row")
 	}
 }

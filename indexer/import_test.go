@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xling-ir/xling/eval"
 	"github.com/xling-ir/xling/internal/localweaviate"
 	"github.com/xling-ir/xling/internal/shareddata"
 	"github.com/xling-ir/xling/internal/weaviatetest"
@@ -93,7 +94,6 @@ func TestImportXQuADR(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer search.Close()
-	ev := &Evaluator{Search: search, Class: "XquadR", Depth: 100, Concurrency: 8}
 	questions := make([]string, len(ds.Questions))
 	for i, q := range ds.Questions {
 		questions[i] = q.Text
@@ -104,15 +104,15 @@ func TestImportXQuADR(t *testing.T) {
 	}
 	sample := ds.Sample(100)
 	for _, c := range []struct {
-		method Method
+		method eval.Method
 		ds     *qa.Dataset
-	}{{Dense, ds}, {BM25, sample}} {
+	}{{eval.Dense, ds}, {eval.BM25, sample}} {
 		vecs := qvecs
-		if c.method == BM25 {
+		if c.method == eval.BM25 {
 			vecs = nil
 		}
 		start := time.Now()
-		rep, runs, err := ev.Evaluate(ctx, c.ds, c.method, vecs)
+		rep, runs, err := eval.Evaluate(ctx, search.Ranker("XquadR", c.method, c.ds), c.ds, c.method, vecs, 100, 8)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -124,7 +124,7 @@ func TestImportXQuADR(t *testing.T) {
 				c.method, rep.Mono.Averaged, rep.Cross.Averaged, rep.Multi.Averaged, len(runs), want)
 		}
 		// Chance in a pool of about 1,190 candidates is under 0.01.
-		if c.method == BM25 && rep.Mono.MAP < 0.3 {
+		if c.method == eval.BM25 && rep.Mono.MAP < 0.3 {
 			t.Errorf("BM25 monolingual mAP %.4f is not clearly above chance", rep.Mono.MAP)
 		}
 	}

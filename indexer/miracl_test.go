@@ -5,9 +5,11 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/xling-ir/xling/eval"
 	"github.com/xling-ir/xling/internal/localweaviate"
 	"github.com/xling-ir/xling/internal/shareddata"
 	"github.com/xling-ir/xling/internal/weaviatetest"
+	"github.com/xling-ir/xling/miracl"
 	"github.com/xling-ir/xling/vectorizer"
 	"github.com/xling-ir/xling/vectorizer/vectorizertest"
 )
@@ -61,9 +63,9 @@ func TestMIRACLPartial(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer search.Close()
-	var topics []MIRACLTopic
+	var topics []miracl.Judged
 	for _, lang := range []string{"de", "en", "sw", "th"} {
-		kept, all, err := MIRACLTopics(filepath.Join(data, "miracl"), lang, loaded[lang])
+		kept, all, err := miracl.JudgedTopics(filepath.Join(data, "miracl"), lang, loaded[lang])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -73,8 +75,8 @@ func TestMIRACLPartial(t *testing.T) {
 		}
 		topics = append(topics, kept...)
 	}
-	ev := &Evaluator{Search: search, Class: "Miracl", Depth: 100, Concurrency: 8}
-	scores, runs, err := ev.EvaluateMIRACL(ctx, topics, nil, loaded, true)
+	ranker, docids := search.MIRACLRanker("Miracl", eval.BM25, loaded)
+	scores, runs, err := eval.EvaluateMIRACL(ctx, ranker, topics, nil, docids, 100, 8, true)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -137,3 +137,39 @@ func StreamCorpus(path string, fn func(Passage) error) error {
 	}
 	return nil
 }
+
+// Judged is one dev topic to evaluate: its language, text and the
+// judged-relevant passages that the loaded corpus holds.
+type Judged struct {
+	Lang, QID, Query string
+	Relevant         map[string]bool // docids
+}
+
+// JudgedTopics keeps the dev topics of a language with at least one
+// judged-relevant passage in loaded: on a partial corpus the rest cannot be
+// scored. It also returns how many topics the language has in all.
+func JudgedTopics(dir, lang string, loaded map[string]bool) (kept []Judged, all int, err error) {
+	topics, err := ReadTopics(TopicsPath(dir, lang))
+	if err != nil {
+		return nil, 0, err
+	}
+	qrels, err := ReadQrels(QrelsPath(dir, lang))
+	if err != nil {
+		return nil, 0, err
+	}
+	rel := map[string]map[string]bool{}
+	for _, j := range qrels {
+		if j.Relevance > 0 && loaded[j.DocID] {
+			if rel[j.QID] == nil {
+				rel[j.QID] = map[string]bool{}
+			}
+			rel[j.QID][j.DocID] = true
+		}
+	}
+	for _, t := range topics {
+		if len(rel[t.ID]) > 0 {
+			kept = append(kept, Judged{Lang: lang, QID: t.ID, Query: t.Query, Relevant: rel[t.ID]})
+		}
+	}
+	return kept, len(topics), nil
+}

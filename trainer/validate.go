@@ -2,26 +2,24 @@ package trainer
 
 import (
 	"context"
+	"fmt"
+	"runtime"
 	"sort"
 
 	"github.com/xling-ir/xling/eval"
+	"github.com/xling-ir/xling/qa"
 	"github.com/xling-ir/xling/vectorizer"
 )
 
-// Scores are the mean metrics of one retrieval setting.
-type Scores struct {
-	MAP   float64 `json:"map"`
-	MRR10 float64 `json:"mrr@10"`
-	Runs  int     `json:"runs"` // language pairs (mono, cross) or query languages (multi)
-}
-
 // Evaluation is one in-memory validation: LAReQA's three settings over the
-// validation items' passages.
+// validation items' passages, every pool ranked whole, scored by package
+// eval as the evaluation in Weaviate is.
 type Evaluation struct {
-	Step  int    `json:"step"`
-	Mono  Scores `json:"mono"`  // query language X, pool of X
-	Cross Scores `json:"cross"` // X -> Y for every ordered pair X != Y
-	Multi Scores `json:"multi"` // pool of every language
+	Step         int         `json:"step"`
+	Mono         eval.Scores `json:"mono"`  // query language X, pool of X
+	Cross        eval.Scores `json:"cross"` // X -> Y for every ordered pair X != Y
+	Multi        eval.Scores `json:"multi"` // pool of every language
+	LanguageBias float64     `json:"language_bias"`
 }
 
 // evaluate encodes the validation queries and passages with the model in
@@ -36,7 +34,7 @@ func evaluate(e dualEncoder, items []Item) (*Evaluation, error) {
 	if err != nil {
 		return nil, err
 	}
-	return score(items, qv, pv), nil
+	return score(items, qv, pv)
 }
 
 // EvaluateDir scores a model directory on items, as validation does.
@@ -55,7 +53,7 @@ func EvaluateDir(ctx context.Context, dir string, items []Item) (*Evaluation, er
 	if err != nil {
 		return nil, err
 	}
-	return score(items, qv, pv), nil
+	return score(items, qv, pv)
 }
 
 func texts(items []Item) (queries, passages []string) {
@@ -67,80 +65,72 @@ func texts(items []Item) (queries, passages []string) {
 	return queries, passages
 }
 
-// score ranks each setting's pools: a query's relevant passages are those of
-// its group. mAP is averaged per language pair (or query language), then
-// over them.
-func score(items []Item, qv, pv [][]float32) *Evaluation {
-	byLang := map[string][]int{}
-	for i, it := range items {
-		byLang[it.Lang] = append(byLang[it.Lang], i)
+// score ranks each setting's pools by dot product: a query's relevant
+// passages are its group's, one per language.
+func score(items []Item, qv, pv [][]float32) (*Evaluation, error) {
+	ds, err := asDataset(items)
+	if err != nil {
+		return nil, err
 	}
-	langs := make([]string, 0, len(byLang))
-	for l := range byLang {
-		langs = append(langs, l)
+	rep, _, err := eval.Evaluate(context.Background(), dotRanker{ds: ds, qv: qv, pv: pv}, ds, eval.Dense, qv, len(items), runtime.GOMAXPROCS(0))
+	if err != nil {
+		return nil, err
 	}
-	sort.Strings(langs)
-	all := make([]int, len(items))
-	for i := range all {
-		all[i] = i
-	}
+	return &Evaluation{Mono: rep.Mono, Cross: rep.Cross, Multi: rep.Multi, LanguageBias: rep.LanguageBias}, nil
+}
 
-	// run ranks pool for every query of qs and averages AP and RR@10.
-	run := func(qs, pool []int) (ap, rr float64, n int) {
-		scores := make([]float32, len(pool))
-		for _, qi := range qs {
-			rel := map[int]bool{}
-			for k, pi := range pool {
-				var dot float32
-				for d, x := range qv[qi] {
-					dot += x * pv[pi][d]
-				}
-				scores[k] = dot
-				if items[pi].Group == items[qi].Group {
-					rel[k] = true
-				}
-			}
-			if len(rel) == 0 {
-				continue // no answer in this pool's language
-			}
-			ranking := eval.Rank(scores)
-			ap += eval.AveragePrecision(ranking, rel)
-			rr += eval.ReciprocalRank(ranking, rel, 10)
-			n++
+// asDataset is items as a LAReQA dataset: each item a question of its
+// group and a candidate passage of its own.
+func asDataset(items []Item) (*qa.Dataset, error) {
+	ds := &qa.Dataset{Name: "validation"}
+	seen := map[[2]string]bool{}
+	langs := map[string]bool{}
+	for i, it := range items {
+		if seen[[2]string{it.Group, it.Lang}] {
+			return nil, fmt.Errorf("validation: group %s has two items in %s (a group holds one question per language)", it.Group, it.Lang)
 		}
-		if n == 0 {
-			return 0, 0, 0
+		seen[[2]string{it.Group, it.Lang}] = true
+		if !langs[it.Lang] {
+			langs[it.Lang] = true
+			ds.Languages = append(ds.Languages, it.Lang)
 		}
-		return ap / float64(n), rr / float64(n), n
+		ds.Questions = append(ds.Questions, qa.Question{ID: it.Group, Lang: it.Lang, Text: it.Query, Answer: i, Negative: -1})
+		ds.Candidates = append(ds.Candidates, qa.Candidate{Lang: it.Lang, Text: it.Passage})
 	}
-	ev := &Evaluation{}
-	add := func(s *Scores, ap, rr float64) {
-		s.MAP += ap
-		s.MRR10 += rr
-		s.Runs++
+	sort.Strings(ds.Languages)
+	return ds, nil
+}
+
+// dotRanker ranks validation passages by their dot product with the query
+// vector, ties to the earlier passage.
+type dotRanker struct {
+	ds     *qa.Dataset
+	qv, pv [][]float32
+}
+
+func (r dotRanker) Rank(_ context.Context, q eval.Query) ([]eval.Hit, error) {
+	in := map[string]bool{}
+	for _, l := range q.Langs {
+		in[l] = true
 	}
-	for _, x := range langs {
-		for _, y := range langs {
-			ap, rr, n := run(byLang[x], byLang[y])
-			if n == 0 {
-				continue
-			}
-			if x == y {
-				add(&ev.Mono, ap, rr)
-			} else {
-				add(&ev.Cross, ap, rr)
-			}
-		}
-		ap, rr, n := run(byLang[x], all)
-		if n > 0 {
-			add(&ev.Multi, ap, rr)
+	var pool []int
+	for i, c := range r.ds.Candidates {
+		if in[c.Lang] {
+			pool = append(pool, i)
 		}
 	}
-	for _, s := range []*Scores{&ev.Mono, &ev.Cross, &ev.Multi} {
-		if s.Runs > 0 {
-			s.MAP /= float64(s.Runs)
-			s.MRR10 /= float64(s.Runs)
+	scores := make([]float32, len(pool))
+	for k, pi := range pool {
+		var dot float32
+		for d, x := range q.Vector {
+			dot += x * r.pv[pi][d]
 		}
+		scores[k] = dot
 	}
-	return ev
+	ranking := eval.Rank(scores)
+	hits := make([]eval.Hit, min(len(ranking), q.Depth))
+	for k := range hits {
+		hits[k] = eval.Hit{Key: pool[ranking[k]], Score: float64(scores[ranking[k]])}
+	}
+	return hits, nil
 }

@@ -13,9 +13,11 @@ import (
 
 	"github.com/weaviate/weaviate-go-client/v4/weaviate"
 
-	"github.com/xling-ir/xling/indexer"
 	"github.com/xling-ir/xling/bench"
+	"github.com/xling-ir/xling/eval"
+	"github.com/xling-ir/xling/indexer"
 	"github.com/xling-ir/xling/internal/cli"
+	"github.com/xling-ir/xling/miracl"
 	"github.com/xling-ir/xling/qa"
 	"github.com/xling-ir/xling/vectorizer"
 )
@@ -178,17 +180,16 @@ func runEval(ctx context.Context, fs *flag.FlagSet, args []string) error {
 		return err
 	}
 	defer search.Close()
-	ev := &indexer.Evaluator{Search: search, Class: class, Depth: *depth, Concurrency: *concurrency}
-	var reports []*indexer.Report
-	evaluate := func(method indexer.Method, vecs [][]float32) error {
+	var reports []*eval.Report
+	evaluate := func(method eval.Method, vecs [][]float32) error {
 		logger().Info("evaluating in weaviate", "method", method, "questions", len(ds.Questions), "collection", class)
-		rep, runs, err := ev.Evaluate(ctx, ds, method, vecs)
+		rep, runs, err := eval.Evaluate(ctx, search.Ranker(class, method, ds), ds, method, vecs, *depth, *concurrency)
 		if err != nil {
 			return err
 		}
 		reports = append(reports, rep)
 		name := string(method)
-		return indexer.WriteTREC(filepath.Join(*out, name+".run"), filepath.Join(*out, name+".qrels"), ds, runs, name)
+		return eval.WriteTREC(filepath.Join(*out, name+".run"), filepath.Join(*out, name+".qrels"), ds, runs, name)
 	}
 	if *model != "" {
 		v, err := vectorizer.Load(*model, vectorizer.LoadOptions{Threads: *threads, BatchSize: 64, Logger: logger()})
@@ -204,25 +205,25 @@ func runEval(ctx context.Context, fs *flag.FlagSet, args []string) error {
 		if err != nil {
 			return err
 		}
-		if err := evaluate(indexer.Dense, vecs); err != nil {
+		if err := evaluate(eval.Dense, vecs); err != nil {
 			return err
 		}
 		if *hybrid {
-			if err := evaluate(indexer.Hybrid, vecs); err != nil {
+			if err := evaluate(eval.Hybrid, vecs); err != nil {
 				return err
 			}
 		}
 	}
 	if *bm25 {
-		if err := evaluate(indexer.BM25, nil); err != nil {
+		if err := evaluate(eval.BM25, nil); err != nil {
 			return err
 		}
 	}
-	if _, err := indexer.WriteCharts(*out, ds, reports); err != nil {
+	if _, err := eval.WriteCharts(*out, ds, reports); err != nil {
 		return err
 	}
 	b, _ := json.MarshalIndent(reports, "", "  ")
-	md := indexer.Markdown(reports)
+	md := eval.Markdown(reports)
 	if err := errors.Join(os.WriteFile(filepath.Join(*out, "report.json"), b, 0o644), os.WriteFile(filepath.Join(*out, "report.md"), []byte(md), 0o644)); err != nil {
 		return err
 	}
@@ -281,10 +282,10 @@ func runMIRACL(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	if err != nil {
 		return err
 	}
-	var all []indexer.MIRACLTopic
+	var all []miracl.Judged
 	totals := map[string]int{}
 	for lang := range loaded {
-		kept, n, err := indexer.MIRACLTopics(*topics, lang, loaded[lang])
+		kept, n, err := miracl.JudgedTopics(*topics, lang, loaded[lang])
 		if errors.Is(err, os.ErrNotExist) {
 			logger().Warn("no dev topics for a corpus language", "lang", lang)
 			continue
@@ -303,21 +304,20 @@ func runMIRACL(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return err
 	}
-	ev := &indexer.Evaluator{Search: search, Class: *class, Depth: *depth, Concurrency: 8}
-	results := map[string][]indexer.MIRACLScores{}
+	results := map[string][]eval.MIRACLScores{}
 	var md strings.Builder
 	label := "the whole corpus"
 	if *partial {
 		label = "a PARTIAL corpus: only dev topics with a judged-relevant passage in it are scored, against the relevant passages it holds; not comparable with published MIRACL numbers"
 	}
 	fmt.Fprintf(&md, "# MIRACL dev, monolingual, in Weaviate (%s)\n\n| method | lang | topics scored | dev topics | nDCG@10 | Recall@%d |\n|---|---|---|---|---|---|\n", label, *depth)
-	methods := []string{"bm25"}
+	methods := []eval.Method{eval.BM25}
 	if v != nil {
-		methods = append([]string{"dense"}, methods...)
+		methods = append([]eval.Method{eval.Dense}, methods...)
 	}
 	for _, method := range methods {
 		var vecs [][]float32
-		if method == "dense" {
+		if method == eval.Dense {
 			queries := make([]string, len(all))
 			for i, t := range all {
 				queries[i] = t.Query
@@ -326,7 +326,8 @@ func runMIRACL(ctx context.Context, fs *flag.FlagSet, args []string) error {
 				return err
 			}
 		}
-		scores, runs, err := ev.EvaluateMIRACL(ctx, all, vecs, loaded, *partial)
+		ranker, docids := search.MIRACLRanker(*class, method, loaded)
+		scores, runs, err := eval.EvaluateMIRACL(ctx, ranker, all, vecs, docids, *depth, 8, *partial)
 		if err != nil {
 			return err
 		}
@@ -335,8 +336,8 @@ func runMIRACL(ctx context.Context, fs *flag.FlagSet, args []string) error {
 			s := scores[i]
 			fmt.Fprintf(&md, "| %s | %s | %d | %d | %.4f | %.4f |\n", method, s.Lang, s.Topics, s.All, s.NDCG10, s.Recall)
 		}
-		results[method] = scores
-		if err := writeMIRACLRun(filepath.Join(*out, method+".run"), runs, method); err != nil {
+		results[string(method)] = scores
+		if err := eval.WriteMIRACLRun(filepath.Join(*out, string(method)+".run"), runs, string(method)); err != nil {
 			return err
 		}
 	}
@@ -346,17 +347,6 @@ func runMIRACL(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	}
 	fmt.Print(md.String())
 	return nil
-}
-
-// writeMIRACLRun writes TREC run lines: qid Q0 docid rank score tag.
-func writeMIRACLRun(path string, runs []indexer.MIRACLRun, tag string) error {
-	var b strings.Builder
-	for _, r := range runs {
-		for i, d := range r.Ranking {
-			fmt.Fprintf(&b, "%s Q0 %s %d %.6f %s\n", r.Topic.QID, d, i+1, r.Scores[i], tag)
-		}
-	}
-	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
 func runBenchIndex(ctx context.Context, fs *flag.FlagSet, args []string) error {

@@ -1,4 +1,4 @@
-package indexer
+package eval
 
 import (
 	"bufio"
@@ -10,8 +10,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/xling-ir/xling/internal/charts"
-
+	"github.com/xling-ir/xling/eval/plot"
 	"github.com/xling-ir/xling/qa"
 )
 
@@ -96,11 +95,11 @@ func Markdown(reports []*Report) string {
 // (pairs-<method>.png). It returns the files' names.
 func WriteCharts(dir string, ds *qa.Dataset, reports []*Report) ([]string, error) {
 	var files []string
-	var series []charts.Series
+	var series []plot.Series
 	for _, r := range reports {
-		series = append(series, charts.Series{Name: string(r.Method), Values: []float64{r.Mono.MAP, r.Cross.MAP, r.Multi.MAP}})
+		series = append(series, plot.Series{Name: string(r.Method), Values: []float64{r.Mono.MAP, r.Cross.MAP, r.Multi.MAP}})
 		name := "pairs-" + string(r.Method) + ".png"
-		err := charts.Heatmap(filepath.Join(dir, name), fmt.Sprintf("%s: mAP@%d per language pair (%s)", ds.Name, r.Depth, r.Method),
+		err := plot.Heatmap(filepath.Join(dir, name), fmt.Sprintf("%s: mAP@%d per language pair (%s)", ds.Name, r.Depth, r.Method),
 			"candidate language", "question language", ds.Languages, ds.Languages, func(q, c string) (float64, bool) {
 				v, ok := r.PairMAP[q+"->"+c]
 				return v, ok
@@ -111,11 +110,23 @@ func WriteCharts(dir string, ds *qa.Dataset, reports []*Report) ([]string, error
 		files = append(files, name)
 	}
 	if len(reports) > 0 {
-		if err := charts.Bars(filepath.Join(dir, "map.png"), fmt.Sprintf("%s: mAP@%d by setting", ds.Name, reports[0].Depth), "mAP",
+		if err := plot.Bars(filepath.Join(dir, "map.png"), fmt.Sprintf("%s: mAP@%d by setting", ds.Name, reports[0].Depth), "mAP",
 			[]string{"mono", "cross", "multi"}, series); err != nil {
 			return nil, err
 		}
 		files = append(files, "map.png")
 	}
 	return files, nil
+}
+
+// WriteMIRACLRun writes MIRACL runs as a TREC run file (qid Q0 docid rank
+// score tag).
+func WriteMIRACLRun(path string, runs []MIRACLRun, tag string) error {
+	return writeLines(path, func(w io.Writer) {
+		for _, r := range runs {
+			for i, d := range r.Ranking {
+				fmt.Fprintf(w, "%s Q0 %s %d %.6f %s\n", r.Topic.QID, d, i+1, r.Scores[i], tag)
+			}
+		}
+	})
 }

@@ -1,7 +1,7 @@
-// Package charts draws the PNG charts of xling's reports with gonum/plot:
+// Package plot draws the PNG charts of xling's reports with gonum/plot:
 // heatmaps of per-language-pair scores, grouped bars across methods and
 // settings, and training curves.
-package charts
+package plot
 
 import (
 	"fmt"
