@@ -14,6 +14,7 @@ import (
 
 	"github.com/xling-ir/xling/internal/pytorchref"
 	"github.com/xling-ir/xling/internal/shareddata"
+	"github.com/xling-ir/xling/qa"
 	"github.com/xling-ir/xling/vectorizer"
 	"github.com/xling-ir/xling/vectorizer/modelconfig"
 	"github.com/xling-ir/xling/vectorizer/tokenize"
@@ -41,10 +42,11 @@ func ModelDir(ctx context.Context, model, arch, size string) (dir string, cleanu
 	if err != nil {
 		return "", nil, fmt.Errorf("a random %s model needs a tokenizer trained on ../shared/data: %w (or give --model)", size, err)
 	}
-	sentences, err := shareddata.Sentences(filepath.Join(data, "xquad-r"))
+	xquad, err := qa.LoadLAReQA(filepath.Join(data, "xquad-r"), nil)
 	if err != nil {
 		return "", nil, err
 	}
+	sentences := xquad.CandidateTexts()
 	tok, err := tokenize.TrainWordPiece(ctx, strings.NewReader(strings.Join(sentences, "\n")), tokenize.TrainOptions{VocabSize: 8000})
 	if err != nil {
 		return "", nil, err

@@ -75,10 +75,7 @@ func Index(ctx context.Context, w io.Writer, opts IndexOptions) error {
 		return err
 	}
 	sample := ds.Sample(opts.Questions)
-	questions := make([]string, len(sample.Questions))
-	for i, q := range sample.Questions {
-		questions[i] = q.Text
-	}
+	questions := sample.QuestionTexts()
 	qvecs, err := v.Encode(ctx, questions, vectorizer.Query)
 	if err != nil {
 		return err

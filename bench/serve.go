@@ -16,6 +16,7 @@ import (
 
 	"github.com/xling-ir/xling/internal/procmem"
 	"github.com/xling-ir/xling/internal/shareddata"
+	"github.com/xling-ir/xling/qa"
 	"github.com/xling-ir/xling/sidecar"
 	"github.com/xling-ir/xling/vectorizer"
 	"github.com/xling-ir/xling/vectorizer/modelconfig"
@@ -339,15 +340,17 @@ func benchTexts(kind string) ([]string, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	switch kind {
-	case "questions":
-		q, err := shareddata.Questions(filepath.Join(dir, "xquad-r"))
-		return q, "query", err
-	case "sentences":
-		s, err := shareddata.Sentences(filepath.Join(dir, "xquad-r"))
-		return s, "passage", err
+	if kind != "questions" && kind != "sentences" {
+		return nil, "", fmt.Errorf("unknown --texts %q (want questions or sentences)", kind)
 	}
-	return nil, "", fmt.Errorf("unknown --texts %q (want questions or sentences)", kind)
+	xquad, err := qa.LoadLAReQA(filepath.Join(dir, "xquad-r"), nil)
+	if err != nil {
+		return nil, "", err
+	}
+	if kind == "questions" {
+		return xquad.QuestionTexts(), "query", nil
+	}
+	return xquad.CandidateTexts(), "passage", nil
 }
 
 func rssBytes() int64 {

@@ -21,16 +21,16 @@ import (
 // Config is a study. The embedded default.json is the full study; a budget
 // scales it (see WithBudget).
 type Config struct {
-	Arch      string   `json:"arch"` // static or transformer
-	Size      string   `json:"size"` // tiny, small or base
-	VocabSize int      `json:"vocab_size"`
-	MaxLength int      `json:"max_length"`
-	Modes     []string `json:"modes"`
-	Alpha     float64  `json:"alpha"` // hybrid: probability of a monolingual batch
-	Seeds     []uint64 `json:"seeds"`
-	Steps     int      `json:"steps"`
-	BatchSize int      `json:"batch_size"`
-	LR        float64  `json:"lr"` // 0: the architecture's default
+	Arch      string         `json:"arch"` // static or transformer
+	Size      string         `json:"size"` // tiny, small or base
+	VocabSize int            `json:"vocab_size"`
+	MaxLength int            `json:"max_length"`
+	Modes     []trainer.Mode `json:"modes"`
+	Alpha     float64        `json:"alpha"` // hybrid: probability of a monolingual batch
+	Seeds     []uint64       `json:"seeds"`
+	Steps     int            `json:"steps"`
+	BatchSize int            `json:"batch_size"`
+	LR        float64        `json:"lr"` // 0: the architecture's default
 	// Directions pair training data with an evaluation dataset it does
 	// not contain.
 	Directions []Direction `json:"directions"`
@@ -162,4 +162,13 @@ func (c Config) WithBudget(budget string) (Config, error) {
 	}
 	c.Steps = int(float64(c.Steps) * n)
 	return c, nil
+}
+
+// modeNames are the batch modes as the report's method names.
+func (c Config) modeNames() []string {
+	out := make([]string, len(c.Modes))
+	for i, m := range c.Modes {
+		out[i] = string(m)
+	}
+	return out
 }

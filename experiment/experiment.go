@@ -168,13 +168,7 @@ func (s *study) source(name string) string {
 func (s *study) loadTrain(d Direction) ([]trainer.Item, error) {
 	var items []trainer.Item
 	for _, src := range d.Train {
-		var ds *qa.Dataset
-		var err error
-		if path, lang, ok := strings.Cut(src, ".json:"); ok {
-			ds, err = qa.LoadSQuAD(s.source(path+".json"), lang)
-		} else {
-			ds, err = qa.LoadLAReQA(s.source(src), nil)
-		}
+		ds, err := qa.LoadSource(s.source(src), nil)
 		if err != nil {
 			return nil, fmt.Errorf("training data of %s: %w", d.Name(), err)
 		}
@@ -197,19 +191,14 @@ func (s *study) train(ctx context.Context, d Direction) error {
 	train, valid := trainer.Split(items, 0.05, 1)
 	for _, seed := range s.cfg.Seeds {
 		for _, mode := range s.cfg.Modes {
-			dir := s.runDir(d, mode, seed)
+			dir := s.runDir(d, string(mode), seed)
 			if _, err := os.Stat(filepath.Join(dir, "done.json")); err == nil {
 				continue
 			}
 			c := trainer.DefaultConfig()
 			c.Arch, c.Mode, c.Alpha, c.Seed = s.cfg.Arch, mode, s.cfg.Alpha, seed
 			c.Steps, c.BatchSize, c.Size, c.VocabSize, c.MaxLength = s.cfg.Steps, s.cfg.BatchSize, s.cfg.Size, s.cfg.VocabSize, s.cfg.MaxLength
-			c.LR = s.cfg.LR
-			if c.LR == 0 && c.Arch == trainer.ArchStatic {
-				c.LR = trainer.StaticLR
-			} else if c.LR == 0 {
-				c.LR = 1e-3 // from scratch
-			}
+			c.LR = s.cfg.LR // 0: the trainer's default for the architecture
 			c.CheckpointEvery, c.EvalEvery, c.LogEvery = max(c.Steps/5, 1), c.Steps, max(c.Steps/10, 1)
 			s.log.Info("training", "direction", d.Name(), "mode", mode, "seed", seed, "steps", c.Steps, "pairs", len(train))
 			run := &trainer.Run{Dir: dir, Config: c, Train: train, Valid: valid, Logger: s.log, Threads: s.opts.Threads}
@@ -241,8 +230,8 @@ func (s *study) checksums() (map[string]string, error) {
 	for _, d := range s.cfg.Directions {
 		for _, src := range append(append([]string{}, d.Train...), d.Eval) {
 			path := s.source(src)
-			if p, _, ok := strings.Cut(src, ".json:"); ok {
-				path = s.source(p + ".json")
+			if p, _, ok := qa.SourceFile(path); ok {
+				path = p
 			}
 			if seen[path] {
 				continue
@@ -273,23 +262,10 @@ type evaluator struct {
 	search  *indexer.Searcher
 }
 
-// className is a collection name for a direction's method and seed.
+// className is the collection of one direction's model: Xling, then the
+// direction, method and seed.
 func className(d Direction, method string, seed uint64) string {
-	var b strings.Builder
-	b.WriteString("Xling")
-	up := true
-	for _, r := range d.key() + "_" + method + fmt.Sprintf("_s%d", seed) {
-		if (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') {
-			if up && r >= 'a' && r <= 'z' {
-				r -= 'a' - 'A'
-			}
-			b.WriteRune(r)
-			up = false
-		} else {
-			up = true
-		}
-	}
-	return b.String()
+	return "Xling" + indexer.ClassName(fmt.Sprintf("%s_%s_s%d", d.key(), method, seed))
 }
 
 // direction evaluates every model of d, and the baselines.
@@ -301,9 +277,9 @@ func (e *evaluator) direction(ctx context.Context, d Direction) (*DirectionResul
 	ds := full.Sample(e.cfg.MaxQuestions)
 	dr := &DirectionResult{Direction: d, Name: d.Name(), Questions: len(ds.Questions), AllQuestions: len(full.Questions), Languages: ds.Languages}
 	for _, seed := range e.cfg.Seeds {
-		models := append([]string{Untrained}, e.cfg.Modes...)
+		models := append([]string{Untrained}, e.cfg.modeNames()...)
 		for _, method := range models {
-			dir := filepath.Join(e.runDir(d, e.cfg.Modes[0], seed), "init")
+			dir := filepath.Join(e.runDir(d, string(e.cfg.Modes[0]), seed), "init")
 			if method != Untrained {
 				dir = filepath.Join(e.runDir(d, method, seed), "model")
 			}
@@ -312,7 +288,7 @@ func (e *evaluator) direction(ctx context.Context, d Direction) (*DirectionResul
 				return nil, err
 			}
 			dr.Results = append(dr.Results, *r)
-			if method == trainer.ModeHybrid && contains(e.cfg.Baselines, "hybrid") {
+			if method == string(trainer.ModeHybrid) && contains(e.cfg.Baselines, "hybrid") {
 				if r, err = e.baseline(ctx, d, ds, HybridSearch, seed, r.Collection, dir); err != nil {
 					return nil, err
 				}
@@ -329,7 +305,7 @@ func (e *evaluator) direction(ctx context.Context, d Direction) (*DirectionResul
 		}
 	}
 	for _, mode := range e.cfg.Modes {
-		dr.Curves = append(dr.Curves, curve{Mode: mode, Path: filepath.Join(e.runDir(d, mode, e.cfg.Seeds[0]), "train.jsonl")})
+		dr.Curves = append(dr.Curves, curve{Mode: string(mode), Path: filepath.Join(e.runDir(d, string(mode), e.cfg.Seeds[0]), "train.jsonl")})
 	}
 	return dr, nil
 }
@@ -397,10 +373,7 @@ func (e *evaluator) baseline(ctx context.Context, d Direction, ds *qa.Dataset, m
 func (e *evaluator) evaluate(ctx context.Context, d Direction, ds *qa.Dataset, method string, seed uint64, class, dir string, how eval.Method, v *vectorizer.Vectorizer) (*Result, error) {
 	var qvecs [][]float32
 	if v != nil {
-		questions := make([]string, len(ds.Questions))
-		for i, q := range ds.Questions {
-			questions[i] = q.Text
-		}
+		questions := ds.QuestionTexts()
 		var err error
 		if qvecs, err = v.Encode(ctx, questions, vectorizer.Query); err != nil {
 			return nil, err

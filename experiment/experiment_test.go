@@ -12,16 +12,17 @@ import (
 	"github.com/xling-ir/xling/eval"
 	"github.com/xling-ir/xling/indexer"
 	"github.com/xling-ir/xling/internal/localweaviate"
-	"github.com/xling-ir/xling/internal/shareddata"
+	"github.com/xling-ir/xling/internal/shareddata/sharedtest"
 	"github.com/xling-ir/xling/internal/weaviatetest"
 	"github.com/xling-ir/xling/qa"
+	"github.com/xling-ir/xling/trainer"
 	"github.com/xling-ir/xling/vectorizer"
 )
 
 func tinyStudy() Config {
 	c := Default()
 	c.Size, c.VocabSize, c.Steps, c.BatchSize = "tiny", 3000, 40, 16
-	c.Modes, c.Seeds = []string{"mono", "hybrid"}, []uint64{1}
+	c.Modes, c.Seeds = []trainer.Mode{trainer.ModeMono, trainer.ModeHybrid}, []uint64{1}
 	c.Directions = []Direction{{Train: []string{"xquad-r"}, Eval: "mlqa-r"}}
 	c.MaxQuestions = 20
 	return c
@@ -31,7 +32,7 @@ func tinyStudy() Config {
 // report's files and numbers, recomputes one model's numbers the way
 // `xling eval` does, and resumes without redoing anything.
 func TestStudyEndToEnd(t *testing.T) {
-	data := shareddata.ForTest(t)
+	data := sharedtest.Dir(t)
 	srv := weaviatetest.Start(t, localweaviate.Options{})
 	conn := indexer.Connection{URL: srv.URL(), GRPC: srv.GRPCHost}
 	out := t.TempDir()
@@ -84,10 +85,7 @@ func TestStudyEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	questions := make([]string, len(ds.Questions))
-	for i, q := range ds.Questions {
-		questions[i] = q.Text
-	}
+	questions := ds.QuestionTexts()
 	qv, err := v.Encode(context.Background(), questions, vectorizer.Query)
 	v.Close()
 	if err != nil {

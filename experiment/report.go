@@ -82,7 +82,7 @@ func stat(xs []float64) Stat {
 
 // order is how methods are listed: the baseline first, then the modes.
 func (r *Report) order() []string {
-	return append(append([]string{Untrained}, r.Config.Modes...), HybridSearch, BM25)
+	return append(append([]string{Untrained}, r.Config.modeNames()...), HybridSearch, BM25)
 }
 
 func (r *Report) summarise() {
@@ -134,8 +134,8 @@ func (r *Report) conclude() string {
 	var b strings.Builder
 	seeds := len(r.Config.Seeds)
 	for _, d := range r.Directions {
-		mono, ok1 := d.summary(trainer.ModeMono)
-		hyb, ok2 := d.summary(trainer.ModeHybrid)
+		mono, ok1 := d.summary(string(trainer.ModeMono))
+		hyb, ok2 := d.summary(string(trainer.ModeHybrid))
 		if !ok1 || !ok2 {
 			continue
 		}
@@ -144,7 +144,7 @@ func (r *Report) conclude() string {
 		fmt.Fprintf(&b, "On %s (zero-shot, %d questions), hybrid-batch training reaches a multilingual-pool mAP of %.4f against %.4f for monolingual (X-X) training (%+.4f, %+.1f%%), cross-lingual mAP %.4f against %.4f, monolingual mAP %.4f against %.4f, and a language bias of %.1f against %.1f ranks (%+.1f; lower is better).",
 			d.Name, d.Questions, hyb.Multi.Mean, mono.Multi.Mean, dm, 100*dm/math.Max(mono.Multi.Mean, 1e-9),
 			hyb.Cross.Mean, mono.Cross.Mean, hyb.Mono.Mean, mono.Mono.Mean, hyb.Bias.Mean, mono.Bias.Mean, db)
-		if cr, ok := d.summary(trainer.ModeCross); ok {
+		if cr, ok := d.summary(string(trainer.ModeCross)); ok {
 			fmt.Fprintf(&b, " Cross-lingual batches alone give %.4f multilingual mAP and a bias of %.1f.", cr.Multi.Mean, cr.Bias.Mean)
 		}
 		if seeds < 3 {
@@ -265,7 +265,7 @@ func (r *Report) markdown(pngs map[string][]string) string {
 	c := r.Config
 	fmt.Fprintf(&b, "# xling study: multilingual vs monolingual retrieval training, zero-shot\n\n")
 	fmt.Fprintf(&b, "Budget **%s**: %s encoder (%s), %d steps of %d pairs per model, modes %s, seeds %v, evaluated inside Weaviate (%s index, %s candidates, rankings cut at %d).",
-		r.Budget, c.Arch, c.Size, c.Steps, c.BatchSize, strings.Join(c.Modes, ", "), c.Seeds, c.Index, c.Candidate, c.Depth)
+		r.Budget, c.Arch, c.Size, c.Steps, c.BatchSize, strings.Join(c.modeNames(), ", "), c.Seeds, c.Index, c.Candidate, c.Depth)
 	if r.Budget == BudgetDemo {
 		b.WriteString(" This is the reduced demo: one seed and a sample of questions, so it cannot conclude; `xling experiment --budget full` runs the whole study.")
 	}

@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/xling-ir/xling/internal/shareddata"
+	"github.com/xling-ir/xling/internal/shareddata/sharedtest"
 	"github.com/xling-ir/xling/qa"
 )
 
@@ -20,7 +20,7 @@ import (
 // MIRACL topics at local URLs standing in for the official ones, fetches
 // them, and checks checksums, idempotence, repair and refusal.
 func TestFetchFromLocalServer(t *testing.T) {
-	data := shareddata.ForTest(t)
+	data := sharedtest.Dir(t)
 	var requests atomic.Int64
 	tamper := map[string]bool{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

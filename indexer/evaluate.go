@@ -68,6 +68,15 @@ func (r *Ranker) Rank(ctx context.Context, q eval.Query) ([]eval.Hit, error) {
 		}
 		out[i] = eval.Hit{Key: key, Score: h.Score}
 	}
+	// Weaviate orders equal scores differently from query to query (a
+	// static model gives identical vectors to texts of identical tokens):
+	// the lower key first, as eval.Rank does, makes a ranking reproducible.
+	sort.SliceStable(out, func(a, b int) bool {
+		if out[a].Score != out[b].Score {
+			return out[a].Score > out[b].Score
+		}
+		return out[a].Key < out[b].Key
+	})
 	return out, nil
 }
 

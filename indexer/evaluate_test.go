@@ -8,7 +8,7 @@ import (
 
 	"github.com/xling-ir/xling/eval"
 	"github.com/xling-ir/xling/internal/localweaviate"
-	"github.com/xling-ir/xling/internal/shareddata"
+	"github.com/xling-ir/xling/internal/shareddata/sharedtest"
 	"github.com/xling-ir/xling/internal/weaviatetest"
 	"github.com/xling-ir/xling/qa"
 	"github.com/xling-ir/xling/vectorizer"
@@ -19,7 +19,7 @@ import (
 // and checks the dense numbers against the same rankings computed exactly in
 // Go from the same vectors, and that BM25 is far above chance.
 func TestEvaluateInWeaviate(t *testing.T) {
-	dir := shareddata.ForTest(t)
+	dir := sharedtest.Dir(t)
 	ds, err := qa.LoadLAReQA(filepath.Join(dir, "mlqa-r"), []string{"de", "es"})
 	if err != nil {
 		t.Fatal(err)
@@ -36,10 +36,7 @@ func TestEvaluateInWeaviate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	questions := make([]string, len(ds.Questions))
-	for i, q := range ds.Questions {
-		questions[i] = q.Text
-	}
+	questions := ds.QuestionTexts()
 	qvecs, err := v.Encode(ctx, questions, vectorizer.Query)
 	if err != nil {
 		t.Fatal(err)

@@ -254,3 +254,23 @@ func (im *Importer) Count(ctx context.Context) (int, error) {
 	n, _ := rows[0].(map[string]any)["meta"].(map[string]any)["count"].(float64)
 	return int(n), nil
 }
+
+// ClassName turns a name (xquad-r) into a Weaviate class name (XquadR):
+// ASCII letters and digits, each run of anything else dropped and the
+// letter after it capitalised, as Weaviate's class names allow.
+func ClassName(name string) string {
+	var b strings.Builder
+	up := true
+	for _, r := range name {
+		if (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') {
+			if up && r >= 'a' && r <= 'z' {
+				r -= 'a' - 'A'
+			}
+			b.WriteRune(r)
+			up = false
+		} else {
+			up = true
+		}
+	}
+	return b.String()
+}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/xling-ir/xling/eval"
 	"github.com/xling-ir/xling/internal/localweaviate"
-	"github.com/xling-ir/xling/internal/shareddata"
+	"github.com/xling-ir/xling/internal/shareddata/sharedtest"
 	"github.com/xling-ir/xling/internal/weaviatetest"
 	"github.com/xling-ir/xling/qa"
 	"github.com/xling-ir/xling/vectorizer"
@@ -33,7 +33,7 @@ func TestObjectIDDeterministic(t *testing.T) {
 // TestImportXQuADR imports every XQuAD-R candidate with a small model's
 // vectors into a real Weaviate, then imports again: the count must not move.
 func TestImportXQuADR(t *testing.T) {
-	dir := shareddata.ForTest(t)
+	dir := sharedtest.Dir(t)
 	ds, err := qa.LoadLAReQA(filepath.Join(dir, "xquad-r"), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -94,10 +94,7 @@ func TestImportXQuADR(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer search.Close()
-	questions := make([]string, len(ds.Questions))
-	for i, q := range ds.Questions {
-		questions[i] = q.Text
-	}
+	questions := ds.QuestionTexts()
 	qvecs, err := v.Encode(ctx, questions, vectorizer.Query)
 	if err != nil {
 		t.Fatal(err)
@@ -172,7 +169,7 @@ func (p *progressHook) Write(b []byte) (int, error) {
 // and data) while XQuAD-R is being imported: the importer's retries carry it
 // over, and every candidate ends up there exactly once.
 func TestImportSurvivesRestart(t *testing.T) {
-	dir := shareddata.ForTest(t)
+	dir := sharedtest.Dir(t)
 	ds, err := qa.LoadLAReQA(filepath.Join(dir, "xquad-r"), nil)
 	if err != nil {
 		t.Fatal(err)

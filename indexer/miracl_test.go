@@ -7,7 +7,7 @@ import (
 
 	"github.com/xling-ir/xling/eval"
 	"github.com/xling-ir/xling/internal/localweaviate"
-	"github.com/xling-ir/xling/internal/shareddata"
+	"github.com/xling-ir/xling/internal/shareddata/sharedtest"
 	"github.com/xling-ir/xling/internal/weaviatetest"
 	"github.com/xling-ir/xling/miracl"
 	"github.com/xling-ir/xling/vectorizer"
@@ -22,7 +22,7 @@ func TestMIRACLPartial(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a minute of import")
 	}
-	data := shareddata.ForTest(t)
+	data := sharedtest.Dir(t)
 	cfg, _ := vectorizer.StaticSizeConfig("tiny", 4000)
 	v, err := vectorizer.Load(vectorizertest.Model(t, cfg, vectorizer.DefaultOptions(), 1), vectorizer.LoadOptions{})
 	if err != nil {

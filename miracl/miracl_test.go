@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/xling-ir/xling/internal/procmem"
-	"github.com/xling-ir/xling/internal/shareddata"
+	"github.com/xling-ir/xling/internal/shareddata/sharedtest"
 )
 
 // The dev counts ../shared/data/README.md gives (queries, judgments).
@@ -22,7 +22,7 @@ var devCounts = map[string][2]int{
 }
 
 func TestDevCounts(t *testing.T) {
-	dir := filepath.Join(shareddata.ForTest(t), "miracl")
+	dir := filepath.Join(sharedtest.Dir(t), "miracl")
 	for lang, want := range devCounts {
 		topics, err := ReadTopics(TopicsPath(dir, lang))
 		if err != nil {
@@ -41,7 +41,7 @@ func TestDevCounts(t *testing.T) {
 // TestStreamPartialCorpus streams the 62,697 passages, counting them per
 // language, and checks that resident memory stays far below the file's size.
 func TestStreamPartialCorpus(t *testing.T) {
-	path := filepath.Join(shareddata.ForTest(t), "miracl-partial", "corpus.jsonl")
+	path := filepath.Join(sharedtest.Dir(t), "miracl-partial", "corpus.jsonl")
 	want := map[string]int{"ar": 4253, "bn": 1727, "de": 4368, "en": 4901, "es": 3254, "fa": 4931, "fi": 2269, "fr": 4905,
 		"hi": 3584, "id": 4379, "ja": 4858, "ko": 4651, "ru": 3222, "sw": 3597, "te": 2239, "yo": 705, "zh": 4854}
 	runtime.GC()

@@ -247,3 +247,38 @@ func (ds *Dataset) Sample(n int) *Dataset {
 	}
 	return &out
 }
+
+// QuestionTexts returns the questions' texts, in order.
+func (ds *Dataset) QuestionTexts() []string {
+	out := make([]string, len(ds.Questions))
+	for i, q := range ds.Questions {
+		out[i] = q.Text
+	}
+	return out
+}
+
+// CandidateTexts returns the candidates' texts, in key order.
+func (ds *Dataset) CandidateTexts() []string {
+	out := make([]string, len(ds.Candidates))
+	for i, c := range ds.Candidates {
+		out[i] = c.Text
+	}
+	return out
+}
+
+// LoadSource reads a training or evaluation source: a LAReQA directory of
+// <lang>.json files (keeping the languages of keep, or all), or
+// FILE.json:LANG for a plain SQuAD file in one language.
+func LoadSource(src string, keep []string) (*Dataset, error) {
+	if path, lang, ok := SourceFile(src); ok {
+		return LoadSQuAD(path, lang)
+	}
+	return LoadLAReQA(src, keep)
+}
+
+// SourceFile splits FILE.json:LANG into the file and its language; ok is
+// false for a directory.
+func SourceFile(src string) (path, lang string, ok bool) {
+	p, lang, ok := strings.Cut(src, ".json:")
+	return p + ".json", lang, ok
+}

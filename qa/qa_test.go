@@ -6,10 +6,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/xling-ir/xling/internal/shareddata"
+	"github.com/xling-ir/xling/internal/shareddata/sharedtest"
 )
 
-func data(t *testing.T) string { return shareddata.ForTest(t) }
+func data(t *testing.T) string { return sharedtest.Dir(t) }
 
 func perLanguage(ds *Dataset) (questions, candidates map[string]int) {
 	questions, candidates = map[string]int{}, map[string]int{}

@@ -15,8 +15,9 @@ import (
 	"github.com/weaviate/weaviate/entities/models"
 
 	"github.com/xling-ir/xling/internal/localweaviate"
-	"github.com/xling-ir/xling/internal/shareddata"
+	"github.com/xling-ir/xling/internal/shareddata/sharedtest"
 	"github.com/xling-ir/xling/internal/weaviatetest"
+	"github.com/xling-ir/xling/qa"
 	"github.com/xling-ir/xling/vectorizer"
 	"github.com/xling-ir/xling/vectorizer/vectorizertest"
 )
@@ -93,11 +94,12 @@ func TestWithWeaviate(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	dir := shareddata.ForTest(t)
-	all, err := shareddata.Sentences(filepath.Join(dir, "xquad-r"))
+	dir := sharedtest.Dir(t)
+	xquad, err := qa.LoadLAReQA(filepath.Join(dir, "xquad-r"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	all := xquad.CandidateTexts()
 	var texts []string
 	for i := 0; len(texts) < 40; i += 331 { // every language, spread out
 		texts = append(texts, all[i])

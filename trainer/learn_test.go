@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/xling-ir/xling/internal/shareddata"
+	"github.com/xling-ir/xling/internal/shareddata/sharedtest"
 	"github.com/xling-ir/xling/qa"
 )
 
@@ -52,7 +52,7 @@ func TestStaticLearnsCrossLingual(t *testing.T) {
 func zeroShot(t *testing.T, cfg Config) (before, after *Evaluation) {
 	t.Helper()
 	items := xquadItems(t)
-	mlqa, err := qa.LoadLAReQA(filepath.Join(shareddata.ForTest(t), "mlqa-r"), nil)
+	mlqa, err := qa.LoadLAReQA(filepath.Join(sharedtest.Dir(t), "mlqa-r"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,12 +9,15 @@ import (
 	"strconv"
 )
 
+// Mode is how a batch's pairs are drawn.
+type Mode string
+
 // Batch modes.
 const (
-	ModeMono   = "mono"   // LAReQA's X-X-mono: every batch one language
-	ModeXX     = "x-x"    // mixed languages, each pair same-language
-	ModeCross  = "cross"  // X-Y: each pair's query and passage in different languages
-	ModeHybrid = "hybrid" // monolingual with probability alpha, else cross-lingual
+	ModeMono   Mode = "mono"   // LAReQA's X-X-mono: every batch one language
+	ModeXX     Mode = "x-x"    // mixed languages, each pair same-language
+	ModeCross  Mode = "cross"  // X-Y: each pair's query and passage in different languages
+	ModeHybrid Mode = "hybrid" // monolingual with probability alpha, else cross-lingual
 )
 
 // Pair is one training example of a batch.
@@ -28,7 +31,7 @@ type Pair struct {
 // translations of a positive are never used as its negatives. It is
 // deterministic for a seed, and its state can be saved and restored.
 type Sampler struct {
-	mode   string
+	mode   Mode
 	alpha  float64
 	size   int
 	groups []group          // groups with their items by language
@@ -49,7 +52,7 @@ type group struct {
 
 // SamplerConfig configures a Sampler.
 type SamplerConfig struct {
-	Mode      string
+	Mode      Mode
 	Alpha     float64 // hybrid: probability of a monolingual batch; <0 means "size"
 	BatchSize int
 	Seed      uint64

@@ -9,13 +9,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/xling-ir/xling/internal/shareddata"
+	"github.com/xling-ir/xling/internal/shareddata/sharedtest"
 	"github.com/xling-ir/xling/qa"
 )
 
 func xquadItems(t testing.TB) []Item {
 	t.Helper()
-	dir := shareddata.ForTest(t)
+	dir := sharedtest.Dir(t)
 	ds, err := qa.LoadLAReQA(filepath.Join(dir, "xquad-r"), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -25,7 +25,7 @@ func xquadItems(t testing.TB) []Item {
 
 func TestSamplerModes(t *testing.T) {
 	items := xquadItems(t)
-	for _, mode := range []string{ModeMono, ModeXX, ModeCross, ModeHybrid} {
+	for _, mode := range []Mode{ModeMono, ModeXX, ModeCross, ModeHybrid} {
 		s, err := NewSampler(items, SamplerConfig{Mode: mode, Alpha: 0.5, BatchSize: 32, Seed: 7})
 		if err != nil {
 			t.Fatal(err)

@@ -24,7 +24,7 @@ import (
 // Config is one training run. It is saved as config.json in the run
 // directory; a resumed run must match it.
 type Config struct {
-	Mode          string  `json:"batch_mode"`
+	Mode          Mode    `json:"batch_mode"`
 	Alpha         float64 `json:"alpha"`
 	BatchSize     int     `json:"batch_size"`
 	Steps         int     `json:"steps"`
@@ -61,13 +61,26 @@ const (
 
 // StaticLR is the static encoder's default peak learning rate: its rows
 // start at unit scale and each sees few updates, so it needs a far larger
-// rate than a transformer's 3e-5.
+// rate than a transformer's.
 const StaticLR = 0.05
+
+// DefaultLR is the peak learning rate a Config with LR 0 trains at: StaticLR
+// for a static encoder, 1e-3 for a transformer from scratch, and the
+// fine-tuning rate of 3e-5 for one started from Init.
+func (c Config) DefaultLR() float64 {
+	switch {
+	case c.Arch == ArchStatic:
+		return StaticLR
+	case c.Init == "":
+		return 1e-3
+	}
+	return 3e-5
+}
 
 // DefaultConfig holds the paper's settings where it gives them (AdamW,
 // weight decay 0.01, alpha 0.5) and small-scale CPU settings elsewhere.
 func DefaultConfig() Config {
-	return Config{Arch: ArchTransformer, Mode: ModeHybrid, Alpha: 0.5, BatchSize: 32, Steps: 1000, Accumulate: 1, LR: 3e-5, WeightDecay: 0.01,
+	return Config{Arch: ArchTransformer, Mode: ModeHybrid, Alpha: 0.5, BatchSize: 32, Steps: 1000, Accumulate: 1, WeightDecay: 0.01,
 		Warmup: 0.1, Clip: 1.0, Temperature: 0.05, Symmetric: true, Seed: 1, Size: "small", VocabSize: 8000, MaxLength: 64,
 		CheckpointEvery: 200, EvalEvery: 200, LogEvery: 20}
 }
@@ -122,6 +135,9 @@ func (r *Run) Execute(ctx context.Context) (Result, error) {
 	log := r.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if r.Config.LR == 0 {
+		r.Config.LR = r.Config.DefaultLR()
 	}
 	cfg := r.Config
 	if cfg.Steps <= 0 || cfg.BatchSize < 2 || cfg.Accumulate < 1 || cfg.LR <= 0 || cfg.Temperature <= 0 {

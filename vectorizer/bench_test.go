@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/xling-ir/xling/internal/shareddata"
+	"github.com/xling-ir/xling/qa"
 	"github.com/xling-ir/xling/vectorizer"
 	"github.com/xling-ir/xling/vectorizer/vectorizertest"
 )
@@ -54,10 +55,11 @@ func BenchmarkTokenize(b *testing.B) {
 	if err != nil {
 		b.Skip(err)
 	}
-	sentences, err := shareddata.Sentences(dir + "/xquad-r")
+	xquad, err := qa.LoadLAReQA(dir+"/xquad-r", nil)
 	if err != nil {
 		b.Fatal(err)
 	}
+	sentences := xquad.CandidateTexts()
 	v, err := vectorizer.Load(vectorizertest.Tiny(b), vectorizer.LoadOptions{})
 	if err != nil {
 		b.Fatal(err)

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/xling-ir/xling/internal/localweaviate"
-	"github.com/xling-ir/xling/internal/shareddata"
+	"github.com/xling-ir/xling/internal/shareddata/sharedtest"
 	"github.com/xling-ir/xling/internal/weaviatetest"
 	"github.com/xling-ir/xling/vectorizer/vectorizertest"
 )
@@ -16,7 +16,7 @@ import (
 // local user); from a file it reaches a secured Weaviate, which refuses a
 // client without it. (The environment variable is the file's fallback.)
 func TestAPIKey(t *testing.T) {
-	dir := shareddata.ForTest(t)
+	dir := sharedtest.Dir(t)
 	model := vectorizertest.Tiny(t)
 	srv := weaviatetest.Start(t, localweaviate.Options{Env: map[string]string{
 		"AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED": "false",

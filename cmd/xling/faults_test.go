@@ -18,7 +18,7 @@ import (
 	"testing"
 
 	"github.com/xling-ir/xling/internal/localweaviate"
-	"github.com/xling-ir/xling/internal/shareddata"
+	"github.com/xling-ir/xling/internal/shareddata/sharedtest"
 )
 
 // The fault-injection suite runs xling as a user does (real processes,
@@ -30,7 +30,7 @@ func prepared(t *testing.T) string {
 	t.Helper()
 	preparedOnce.Do(func() {
 		dir, _ := os.MkdirTemp("", "xling-faults-")
-		_, stderr, err := xling(t, "", "prepare", "--out", dir, "--langs", "de,es", filepath.Join(shareddata.ForTest(t), "xquad-r"))
+		_, stderr, err := xling(t, "", "prepare", "--out", dir, "--langs", "de,es", filepath.Join(sharedtest.Dir(t), "xquad-r"))
 		if err != nil {
 			preparedErr = fmt.Errorf("xling prepare: %v\n%s", err, stderr)
 		}
@@ -270,7 +270,7 @@ func TestCorruptCheckpointFallsBack(t *testing.T) {
 // its own local Weaviate) mid-model and mid-evaluation; the resumed study's
 // results and models equal an uninterrupted one's.
 func TestExperimentSurvivesKill9(t *testing.T) {
-	data := shareddata.ForTest(t)
+	data := sharedtest.Dir(t)
 	if _, err := localweaviate.FindBinary(); err != nil && os.Getenv("CI") != "true" {
 		t.Skip(err)
 	}

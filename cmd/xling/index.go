@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"unicode"
 
 	"github.com/weaviate/weaviate-go-client/v4/weaviate"
 
@@ -21,24 +20,6 @@ import (
 	"github.com/xling-ir/xling/qa"
 	"github.com/xling-ir/xling/vectorizer"
 )
-
-// className turns a dataset name (xquad-r) into a Weaviate class (XquadR).
-func className(name string) string {
-	var b strings.Builder
-	upper := true
-	for _, r := range name {
-		if !unicode.IsLetter(r) && !unicode.IsDigit(r) {
-			upper = true
-			continue
-		}
-		if upper {
-			r = unicode.ToUpper(r)
-		}
-		b.WriteRune(r)
-		upper = false
-	}
-	return b.String()
-}
 
 // collectionFlags are what index and eval share: the dataset and the
 // Weaviate collection that holds it.
@@ -73,7 +54,7 @@ func (c collectionFlags) open() (*qa.Dataset, *weaviate.Client, string, error) {
 	}
 	class := *c.class
 	if class == "" {
-		class = className(ds.Name)
+		class = indexer.ClassName(ds.Name)
 	}
 	conn, err := c.connection()
 	if err != nil {
@@ -196,10 +177,7 @@ func runEval(ctx context.Context, fs *flag.FlagSet, args []string) error {
 		if err != nil {
 			return err
 		}
-		questions := make([]string, len(ds.Questions))
-		for i, q := range ds.Questions {
-			questions[i] = q.Text
-		}
+		questions := ds.QuestionTexts()
 		vecs, err := v.Encode(ctx, questions, vectorizer.Query)
 		v.Close()
 		if err != nil {

@@ -12,8 +12,9 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/xling-ir/xling/indexer"
 	"github.com/xling-ir/xling/internal/localweaviate"
-	"github.com/xling-ir/xling/internal/shareddata"
+	"github.com/xling-ir/xling/internal/shareddata/sharedtest"
 	"github.com/xling-ir/xling/internal/weaviatetest"
 	"github.com/xling-ir/xling/vectorizer/vectorizertest"
 )
@@ -101,7 +102,7 @@ func exitCode(err error) int {
 // TestIndexCommand loads two MLQA-R languages into a real Weaviate with
 // xling's own vectors, twice: the collection holds each candidate once.
 func TestIndexCommand(t *testing.T) {
-	dir := shareddata.ForTest(t)
+	dir := sharedtest.Dir(t)
 	model := vectorizertest.Tiny(t)
 	srv := weaviatetest.Start(t, localweaviate.Options{})
 	args := []string{"index", "--dataset", filepath.Join(dir, "mlqa-r"), "--langs", "de,es", "--model", model,
@@ -130,7 +131,7 @@ func TestIndexCommand(t *testing.T) {
 			t.Errorf("xling eval wrote no %s", f)
 		}
 	}
-	if got := className("xquad-r"); got != "XquadR" {
-		t.Errorf("className(xquad-r) = %q", got)
+	if got := indexer.ClassName("xquad-r"); got != "XquadR" {
+		t.Errorf("ClassName(xquad-r) = %q", got)
 	}
 }

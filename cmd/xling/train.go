@@ -37,13 +37,7 @@ func runPrepare(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	}
 	var items []trainer.Item
 	for _, src := range fs.Args() {
-		var ds *qa.Dataset
-		var err error
-		if path, lang, ok := strings.Cut(src, ".json:"); ok {
-			ds, err = qa.LoadSQuAD(path+".json", lang)
-		} else {
-			ds, err = qa.LoadLAReQA(src, keep)
-		}
+		ds, err := qa.LoadSource(src, keep)
 		if err != nil {
 			return err
 		}
@@ -70,11 +64,11 @@ func runTrain(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	resume := fs.Bool("resume", false, "continue the run in --out from its latest checkpoint")
 	alpha := fs.String("alpha", "0.5", `hybrid: probability of a monolingual batch, or "size"`)
 	fs.StringVar(&c.Arch, "arch", c.Arch, "encoder: transformer or static (token embeddings, mean pooled; fast on CPU)")
-	fs.StringVar(&c.Mode, "batch-mode", c.Mode, "mono, x-x, cross or hybrid")
+	mode := fs.String("batch-mode", string(c.Mode), "mono, x-x, cross or hybrid")
 	fs.IntVar(&c.BatchSize, "batch-size", c.BatchSize, "pairs per batch (distinct question groups)")
 	fs.IntVar(&c.Steps, "steps", c.Steps, "optimiser steps")
 	fs.IntVar(&c.Accumulate, "accumulate", c.Accumulate, "batches per optimiser step")
-	fs.Float64Var(&c.LR, "lr", c.LR, fmt.Sprintf("peak learning rate (from scratch, try 1e-3; --arch static defaults to %g)", trainer.StaticLR))
+	fs.Float64Var(&c.LR, "lr", 0, fmt.Sprintf("peak learning rate; 0 means %g for --arch static, 1e-3 for a transformer from scratch, 3e-5 from --init", trainer.StaticLR))
 	fs.Float64Var(&c.WeightDecay, "weight-decay", c.WeightDecay, "AdamW weight decay")
 	fs.Float64Var(&c.Warmup, "warmup", c.Warmup, "share of steps with a rising learning rate")
 	fs.Float64Var(&c.Clip, "clip", c.Clip, "global gradient-norm clip; 0 disables")
@@ -96,9 +90,7 @@ func runTrain(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	if *data == "" || *out == "" {
 		return fmt.Errorf("%w: --data and --out are required", cli.ErrUsage)
 	}
-	if c.Arch == trainer.ArchStatic && !flagSet(fs, "lr") {
-		c.LR = trainer.StaticLR
-	}
+	c.Mode = trainer.Mode(*mode)
 	if c.Init != "" {
 		c.Size, c.VocabSize = "", 0
 	}
@@ -143,11 +135,4 @@ func runBenchTrain(ctx context.Context, fs *flag.FlagSet, args []string) error {
 		return fmt.Errorf("%w: --batch must be at least 2 and --seq above 2", cli.ErrUsage)
 	}
 	return bench.Train(ctx, os.Stdout, o, trainer.Throughput)
-}
-
-// flagSet reports whether the command line gave the flag.
-func flagSet(fs *flag.FlagSet, name string) bool {
-	set := false
-	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
-	return set
 }

@@ -1,15 +1,13 @@
-// Package shareddata finds the evaluation data that sits beside the
-// repository (../shared/data), for tests, benchmarks and the demo.
+// Package shareddata finds the data directory that sits beside the
+// repository (../shared/data), for tests, benchmarks and the demo; package
+// qa and miracl read what is in it.
 package shareddata
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
-	"testing"
 )
 
 // Env names the variable that points at the data directory.
@@ -42,77 +40,4 @@ func Dir() (string, error) {
 		}
 		dir = parent
 	}
-}
-
-// Questions returns the questions of every language of a LAReQA-layout
-// dataset directory, languages in name order.
-func Questions(datasetDir string) ([]string, error) {
-	var out []string
-	err := eachParagraph(datasetDir, func(p paragraph) {
-		for _, q := range p.QAs {
-			out = append(out, q.Question)
-		}
-	})
-	return out, err
-}
-
-// Sentences returns the candidate sentences of every language of a
-// LAReQA-layout dataset directory (xquad-r, mlqa-r), languages in name order.
-func Sentences(datasetDir string) ([]string, error) {
-	var out []string
-	err := eachParagraph(datasetDir, func(p paragraph) { out = append(out, p.Sentences...) })
-	return out, err
-}
-
-type paragraph struct {
-	Sentences []string `json:"sentences"`
-	QAs       []struct {
-		Question string `json:"question"`
-	} `json:"qas"`
-}
-
-func eachParagraph(datasetDir string, fn func(paragraph)) error {
-	files, err := filepath.Glob(filepath.Join(datasetDir, "*.json"))
-	if err != nil {
-		return err
-	}
-	if len(files) == 0 {
-		return fmt.Errorf("no *.json files in %s", datasetDir)
-	}
-	sort.Strings(files)
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return err
-		}
-		var doc struct {
-			Data []struct {
-				Paragraphs []paragraph `json:"paragraphs"`
-			} `json:"data"`
-		}
-		if err := json.Unmarshal(b, &doc); err != nil {
-			return fmt.Errorf("read %s: %w", f, err)
-		}
-		for _, d := range doc.Data {
-			for _, p := range d.Paragraphs {
-				fn(p)
-			}
-		}
-	}
-	return nil
-}
-
-// ForTest returns the data directory for a test. Without it the test is
-// skipped, except under CI=true, where that is a failure: CI must not pass
-// by skipping the tests on real data.
-func ForTest(t testing.TB) string {
-	t.Helper()
-	dir, err := Dir()
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	return dir
 }

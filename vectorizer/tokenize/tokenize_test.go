@@ -10,10 +10,10 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/xling-ir/xling/internal/shareddata"
+	"github.com/xling-ir/xling/internal/shareddata/sharedtest"
 )
 
-func sharedData(t testing.TB) string { return shareddata.ForTest(t) }
+func sharedData(t testing.TB) string { return sharedtest.Dir(t) }
 
 // xquadSentences returns every candidate sentence of XQuAD-R, all languages.
 func xquadSentences(t testing.TB) []string {

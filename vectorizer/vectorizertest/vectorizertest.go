@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/xling-ir/xling/internal/shareddata"
+	"github.com/xling-ir/xling/qa"
 	"github.com/xling-ir/xling/vectorizer"
 	"github.com/xling-ir/xling/vectorizer/modelconfig"
 	"github.com/xling-ir/xling/vectorizer/tokenize"
@@ -33,11 +34,11 @@ func Tokenizer(t testing.TB) []byte {
 		if dir, tokError = shareddata.Dir(); tokError != nil {
 			return
 		}
-		var sentences []string
-		if sentences, tokError = shareddata.Sentences(filepath.Join(dir, "xquad-r")); tokError != nil {
+		var xquad *qa.Dataset
+		if xquad, tokError = qa.LoadLAReQA(filepath.Join(dir, "xquad-r"), nil); tokError != nil {
 			return
 		}
-		tokJSON, tokError = tokenize.TrainWordPiece(context.Background(), strings.NewReader(strings.Join(sentences, "\n")), tokenize.TrainOptions{VocabSize: 4000})
+		tokJSON, tokError = tokenize.TrainWordPiece(context.Background(), strings.NewReader(strings.Join(xquad.CandidateTexts(), "\n")), tokenize.TrainOptions{VocabSize: 4000})
 	})
 	if errors.Is(tokError, shareddata.ErrNotFound) && os.Getenv("CI") != "true" {
 		t.Skip(tokError)
