@@ -76,7 +76,7 @@ func runKilledOn(t *testing.T, marker string, args ...string) (killed bool, stde
 func runKilledWhen(t *testing.T, kill func(line string) bool, args ...string) (killed bool, stderr string) {
 	t.Helper()
 	xling(t, "", "version") // builds the binary
-	cmd := exec.Command(binary, args...)
+	cmd := exec.Command(libtorchBuild.path, args...)
 	pipe, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
@@ -19,33 +20,46 @@ import (
 	"github.com/xling-ir/xling/vectorizer/vectorizertest"
 )
 
+// binary is one build of the command, made once per test binary.
+type binary struct {
+	env  []string // added to the go build's environment
+	once sync.Once
+	path string
+	err  error
+}
+
 var (
-	buildOnce sync.Once
-	binary    string
-	buildErr  error
+	libtorchBuild = &binary{}
+	staticBuild   = &binary{env: []string{"CGO_ENABLED=0"}}
 )
 
-// xling builds the command once per test binary and runs it.
-func xling(t *testing.T, stdin string, args ...string) (stdout, stderr string, err error) {
+// run builds b once and runs it with args and stdin.
+func (b *binary) run(t *testing.T, stdin string, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
-	buildOnce.Do(func() {
+	b.once.Do(func() {
 		dir, _ := os.MkdirTemp("", "xling-cmd-")
-		binary = filepath.Join(dir, "xling")
-		out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
-		if err != nil {
-			buildErr = err
-			binary = string(out)
+		b.path = filepath.Join(dir, "xling")
+		cmd := exec.Command("go", "build", "-o", b.path, ".")
+		cmd.Env = append(os.Environ(), b.env...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("go build %v: %v\n%s", b.env, err, out)
 		}
 	})
-	if buildErr != nil {
-		t.Fatalf("build xling: %v\n%s", buildErr, binary)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	cmd := exec.Command(binary, args...)
+	cmd := exec.Command(b.path, args...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err = cmd.Run()
 	return o.String(), e.String(), err
+}
+
+// xling runs the libtorch build of the command.
+func xling(t *testing.T, stdin string, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	return libtorchBuild.run(t, stdin, args...)
 }
 
 func TestEncodeCommand(t *testing.T) {

@@ -6,7 +6,6 @@ import (
 	"context"
 	"debug/elf"
 	"encoding/json"
-	"errors"
 	"math"
 	"net"
 	"net/http"
@@ -14,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,34 +25,10 @@ import (
 	"github.com/xling-ir/xling/vectorizer/vectorizertest"
 )
 
-var (
-	staticOnce sync.Once
-	staticBin  string
-	staticErr  error
-)
-
-// xlingStatic builds the static-only command (CGO_ENABLED=0) once per test
-// binary and runs it.
+// xlingStatic runs the static-only build (CGO_ENABLED=0) of the command.
 func xlingStatic(t *testing.T, stdin string, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
-	staticOnce.Do(func() {
-		dir, _ := os.MkdirTemp("", "xling-static-")
-		staticBin = filepath.Join(dir, "xling")
-		cmd := exec.Command("go", "build", "-o", staticBin, ".")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			staticErr = errors.New(err.Error() + "\n" + string(out))
-		}
-	})
-	if staticErr != nil {
-		t.Fatalf("CGO_ENABLED=0 go build: %v", staticErr)
-	}
-	cmd := exec.Command(staticBin, args...)
-	cmd.Stdin = strings.NewReader(stdin)
-	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &e
-	err = cmd.Run()
-	return o.String(), e.String(), err
+	return staticBuild.run(t, stdin, args...)
 }
 
 // TestStaticOnlyBuild builds xling without cgo and uses it for a static
@@ -66,7 +40,7 @@ func TestStaticOnlyBuild(t *testing.T) {
 	if stdout, _, err := xlingStatic(t, "", "version"); err != nil || !strings.Contains(stdout, "static-only build") {
 		t.Fatalf("version: %v\n%s", err, stdout)
 	}
-	f, err := elf.Open(staticBin)
+	f, err := elf.Open(staticBuild.path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +101,7 @@ func TestStaticOnlyBuild(t *testing.T) {
 	}
 
 	addr := freeAddr(t)
-	serve := exec.Command(staticBin, "serve", "--model", model, "--addr", addr)
+	serve := exec.Command(staticBuild.path, "serve", "--model", model, "--addr", addr)
 	var serveLog bytes.Buffer
 	serve.Stderr = &serveLog
 	if err := serve.Start(); err != nil {
