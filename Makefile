@@ -58,7 +58,7 @@ fuzz: deps
 # The study with its demo budget: one seed, sampled questions; rerunning
 # resumes. `xling experiment --budget full` runs the whole study.
 demo: deps weaviate build
-	XLING_WEAVIATE_BIN=$(WEAVIATE_BIN) $(BUILD)/bin/xling experiment --budget demo --out study
+	XLING_WEAVIATE_BIN=$(WEAVIATE_BIN) $(BUILD)/bin/xling experiment --budget demo --out study --weaviate local --threads 2
 
 clean:
 	rm -rf $(BUILD) go.work go.work.sum

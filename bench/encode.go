@@ -22,13 +22,32 @@ import (
 
 // EncodeOptions configures an encoder benchmark.
 type EncodeOptions struct {
-	Model   string        // a model directory; empty means a random one of Arch and Size
-	Arch    string        // transformer or static
-	Size    string        // tiny, small or base
-	Batch   int           // texts per forward pass
-	Seq     int           // tokens per text
-	Threads int           // libtorch threads on both sides
-	Time    time.Duration // measuring time per side, in three rounds
+	ModelOptions
+	Batch int           // texts per forward pass
+	Seq   int           // tokens per text
+	Time  time.Duration // measuring time per side, in three rounds
+}
+
+// ModelOptions say which model a bench measures, on how many threads.
+type ModelOptions struct {
+	Model   string // a model directory; empty means a random one of Arch and Size
+	Arch    string // transformer or static
+	Size    string // tiny, small or base
+	Threads int    // libtorch threads (on both sides, against python3-torch)
+}
+
+// load opens the model (writing a random one if no directory is given);
+// cleanup closes it and removes what was written.
+func (o ModelOptions) load(ctx context.Context) (dir string, v *vectorizer.Vectorizer, cleanup func(), err error) {
+	dir, remove, err := ModelDir(ctx, o.Model, o.Arch, o.Size)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	if v, err = vectorizer.Load(dir, vectorizer.LoadOptions{Threads: o.Threads, BatchSize: 64}); err != nil {
+		remove()
+		return "", nil, nil, err
+	}
+	return dir, v, func() { v.Close(); remove() }, nil
 }
 
 // ModelDir returns model, or writes a random model of arch (transformer or
@@ -112,9 +131,9 @@ func Describe(c modelconfig.Config) string {
 	return fmt.Sprintf("%s, %d layers, %d hidden, %d heads", c.ModelType, c.NumHiddenLayers, c.HiddenSize, c.NumAttentionHeads)
 }
 
-// comparable returns the model directory both sides measure, once
+// sharedModelDir returns the model directory both sides measure, once
 // python3-torch is known to be there.
-func comparable(ctx context.Context, opts EncodeOptions) (string, func(), error) {
+func sharedModelDir(ctx context.Context, opts EncodeOptions) (string, func(), error) {
 	if err := pytorchref.Available(ctx); err != nil {
 		return "", nil, err
 	}
@@ -125,7 +144,7 @@ func comparable(ctx context.Context, opts EncodeOptions) (string, func(), error)
 // model, batch and sequence length, and writes both and their ratio to w.
 // The last line is "ratio <xling/pytorch>".
 func Encode(ctx context.Context, w io.Writer, opts EncodeOptions) error {
-	dir, cleanup, err := comparable(ctx, opts)
+	dir, cleanup, err := sharedModelDir(ctx, opts)
 	if err != nil {
 		return err
 	}
@@ -178,7 +197,7 @@ func compare(w io.Writer, unit string, ours float64, theirs func() (float64, err
 // Train measures xling's training throughput and PyTorch's for the same
 // model, batch and length. The last line is "ratio <xling/pytorch>".
 func Train(ctx context.Context, w io.Writer, opts EncodeOptions, step func(ctx context.Context, dir string, batch, seq, threads int, d time.Duration) (float64, error)) error {
-	dir, cleanup, err := comparable(ctx, opts)
+	dir, cleanup, err := sharedModelDir(ctx, opts)
 	if err != nil {
 		return err
 	}

@@ -17,13 +17,14 @@ import (
 
 // IndexOptions configures the indexer benchmark.
 type IndexOptions struct {
-	Model, Arch, Size string // the encoder; a random static one encodes fastest, leaving Weaviate to measure
+	// The encoder: a random static one encodes fastest, leaving Weaviate
+	// to measure.
+	ModelOptions
 	// Weaviate to measure; an empty URL starts a local one.
 	Weaviate indexer.Connection
 	// Questions samples the evaluation (question ids, in every language);
 	// 0 runs the full XQuAD-R protocol, about 157,000 queries per index.
 	Questions int
-	Threads   int
 }
 
 // Index imports all of XQuAD-R with the model's vectors into a flat and an
@@ -38,16 +39,11 @@ func Index(ctx context.Context, w io.Writer, opts IndexOptions) error {
 	if err != nil {
 		return err
 	}
-	dir, cleanup, err := ModelDir(ctx, opts.Model, opts.Arch, opts.Size)
+	dir, v, cleanup, err := opts.load(ctx)
 	if err != nil {
 		return err
 	}
 	defer cleanup()
-	v, err := vectorizer.Load(dir, vectorizer.LoadOptions{Threads: opts.Threads, BatchSize: 64})
-	if err != nil {
-		return err
-	}
-	defer v.Close()
 	conn := opts.Weaviate
 	if conn.URL == "" {
 		srv, err := localweaviate.Start(ctx, localweaviate.Options{})

@@ -24,12 +24,9 @@ import (
 
 // ServeOptions configures a sidecar benchmark.
 type ServeOptions struct {
-	Model       string        // a model directory; empty means a random one of Arch and Size
-	Arch        string        // transformer or static
-	Size        string        // tiny, small or base
+	ModelOptions
 	Duration    time.Duration // per concurrency level
 	Concurrency []int         // levels to measure with batching
-	Threads     int
 	Soak        time.Duration // if set, also run concurrency 32 this long and report RSS
 	// Texts: "questions" (XQuAD-R questions sent as queries: the
 	// concurrent traffic Weaviate's nearText searches make) or "sentences"
@@ -80,16 +77,11 @@ func histogramMean(s *sidecar.Server, name string) float64 {
 // concurrency 32 with bulk clients posting /vectors/batch beside it. The
 // last line is "ratio <batched/unbatched>".
 func Serve(ctx context.Context, w io.Writer, opts ServeOptions) error {
-	dir, cleanup, err := ModelDir(ctx, opts.Model, opts.Arch, opts.Size)
+	dir, v, cleanup, err := opts.load(ctx)
 	if err != nil {
 		return err
 	}
 	defer cleanup()
-	v, err := vectorizer.Load(dir, vectorizer.LoadOptions{Threads: opts.Threads, BatchSize: 64})
-	if err != nil {
-		return err
-	}
-	defer v.Close()
 	texts, taskType, err := benchTexts(opts.Texts)
 	if err != nil {
 		return err

@@ -3,6 +3,8 @@ package eval
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -256,11 +258,11 @@ func Score(ds *qa.Dataset, runs []Run, method Method, depth int) *Report {
 	}
 	// Sums in sorted order: a float sum in map order would differ in its
 	// last bits from run to run, and the report must recompute exactly.
-	for _, k := range sortedKeys(multi) {
+	for _, k := range slices.Sorted(maps.Keys(multi)) {
 		mean(&rep.Multi, multi[k])
 	}
 	biasSum := 0.0
-	for _, k := range sortedKeys(bias) {
+	for _, k := range slices.Sorted(maps.Keys(bias)) {
 		biasSum += bias[k].sum / float64(bias[k].n)
 	}
 	if len(bias) > 0 {
@@ -278,13 +280,4 @@ func Score(ds *qa.Dataset, runs []Run, method Method, depth int) *Report {
 		rep.Top10Share[lang] = n / float64(shareN)
 	}
 	return rep
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 
 	"golang.org/x/sync/errgroup"
 
@@ -96,4 +97,28 @@ func EvaluateMIRACL(ctx context.Context, r Ranker, topics []miracl.Judged, vecto
 	}
 	sort.Slice(out, func(a, b int) bool { return out[a].Lang < out[b].Lang })
 	return out, runs, nil
+}
+
+// MIRACLReport is a MIRACL evaluation: each method's scores per language.
+type MIRACLReport struct {
+	Depth   int                       `json:"depth"`
+	Partial bool                      `json:"partial_corpus"`
+	Results map[Method][]MIRACLScores `json:"results"`
+}
+
+// Markdown renders the report as a table, saying how far a partial corpus
+// is from the published protocol.
+func (r *MIRACLReport) Markdown() string {
+	var b strings.Builder
+	label := "the whole corpus"
+	if r.Partial {
+		label = "a PARTIAL corpus: only dev topics with a judged-relevant passage in it are scored, against the relevant passages it holds; not comparable with published MIRACL numbers"
+	}
+	fmt.Fprintf(&b, "# MIRACL dev, monolingual, in Weaviate (%s)\n\n| method | lang | topics scored | dev topics | nDCG@10 | Recall@%d |\n|---|---|---|---|---|---|\n", label, r.Depth)
+	for _, m := range []Method{Dense, Hybrid, BM25} {
+		for _, s := range r.Results[m] {
+			fmt.Fprintf(&b, "| %s | %s | %d | %d | %.4f | %.4f |\n", m, s.Lang, s.Topics, s.All, s.NDCG10, s.Recall)
+		}
+	}
+	return b.String()
 }

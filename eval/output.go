@@ -2,6 +2,7 @@ package eval
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -129,4 +130,16 @@ func WriteMIRACLRun(path string, runs []MIRACLRun, tag string) error {
 			}
 		}
 	})
+}
+
+// WriteReport writes report.json (the report, indented) and report.md into
+// dir.
+func WriteReport(dir string, report any, markdown string) error {
+	b, err := json.MarshalIndent(report, "", "  ")
+	if err != nil {
+		return fmt.Errorf("report.json: %w", err)
+	}
+	return errors.Join(
+		os.WriteFile(filepath.Join(dir, "report.json"), append(b, '\n'), 0o644),
+		os.WriteFile(filepath.Join(dir, "report.md"), []byte(markdown), 0o644))
 }

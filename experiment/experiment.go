@@ -83,7 +83,17 @@ func Run(ctx context.Context, cfg Config, budget string, opts Options) (*Report,
 		return nil, err
 	}
 
-	// Training needs no database: all models first.
+	// Training needs no database, but a Weaviate named and down should
+	// fail the run now, not after the training.
+	if opts.Weaviate.URL != "" {
+		client, err := indexer.Connect(opts.Weaviate)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := client.Misc().MetaGetter().Do(ctx); err != nil {
+			return nil, fmt.Errorf("weaviate at %s (start it, or let the study start a local one): %w", opts.Weaviate.URL, err)
+		}
+	}
 	for _, d := range cfg.Directions {
 		if err := s.train(ctx, d); err != nil {
 			return nil, err
@@ -114,7 +124,7 @@ func Run(ctx context.Context, cfg Config, budget string, opts Options) (*Report,
 		return nil, err
 	}
 	defer search.Close()
-	ev := &evaluator{study: s, import_: func(class string) *indexer.Importer {
+	ev := &evaluator{study: s, importer: func(class string) *indexer.Importer {
 		return &indexer.Importer{Client: client, Class: class, Logger: s.log, Progress: opts.Progress}
 	}, search: search}
 
@@ -258,8 +268,8 @@ func (s *study) checksums() (map[string]string, error) {
 // evaluator indexes and evaluates models in Weaviate.
 type evaluator struct {
 	*study
-	import_ func(class string) *indexer.Importer
-	search  *indexer.Searcher
+	importer func(class string) *indexer.Importer
+	search   *indexer.Searcher
 }
 
 // className is the collection of one direction's model: Xling, then the
@@ -343,7 +353,7 @@ func (e *evaluator) model(ctx context.Context, d Direction, ds *qa.Dataset, meth
 	if err != nil {
 		return nil, err
 	}
-	im := e.import_(class)
+	im := e.importer(class)
 	if err := im.EnsureCollection(ctx, indexer.Schema{Vectorizer: "none", Index: e.cfg.Index}); err != nil {
 		return nil, err
 	}

@@ -4,15 +4,17 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/xling-ir/xling/eval"
 	"github.com/xling-ir/xling/eval/plot"
 	"github.com/xling-ir/xling/internal/torchx"
 	"github.com/xling-ir/xling/trainer"
@@ -182,18 +184,11 @@ func versions(weaviate string) map[string]string {
 }
 
 func (r *Report) write(dir string) error {
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "report.json"), append(b, '\n'), 0o644); err != nil {
-		return err
-	}
 	pngs, err := r.charts(dir)
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, "report.md"), []byte(r.markdown(pngs)), 0o644)
+	return eval.WriteReport(dir, r, r.markdown(pngs))
 }
 
 // charts draws, per direction: mAP by setting across methods, a
@@ -308,11 +303,11 @@ func (r *Report) markdown(pngs map[string][]string) string {
 		b.WriteString("\n")
 	}
 	b.WriteString("## Reproduce\n\nVersions:\n\n")
-	for _, k := range sortedKeys(r.Versions) {
+	for _, k := range slices.Sorted(maps.Keys(r.Versions)) {
 		fmt.Fprintf(&b, "- %s: %s\n", k, r.Versions[k])
 	}
 	b.WriteString("\nData (SHA-256):\n\n")
-	for _, k := range sortedKeys(r.Data) {
+	for _, k := range slices.Sorted(maps.Keys(r.Data)) {
 		fmt.Fprintf(&b, "- `%s` %s\n", k, r.Data[k])
 	}
 	cfg, _ := json.MarshalIndent(r.Config, "", "  ")
@@ -325,13 +320,4 @@ func pm(s Stat, digits int) string {
 		return fmt.Sprintf("%.*f", digits, s.Mean)
 	}
 	return fmt.Sprintf("%.*f ± %.*f", digits, s.Mean, digits, s.Std)
-}
-
-func sortedKeys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

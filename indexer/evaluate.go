@@ -3,6 +3,8 @@ package indexer
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -36,8 +38,8 @@ func (s *Searcher) Ranker(class string, method eval.Method, ds *qa.Dataset) *Ran
 func (s *Searcher) MIRACLRanker(class string, method eval.Method, loaded map[string]map[string]bool) (*Ranker, []string) {
 	keys := map[string]int{}
 	var docids []string
-	for _, lang := range sortedKeys(loaded) {
-		for _, d := range sortedKeys(loaded[lang]) {
+	for _, lang := range slices.Sorted(maps.Keys(loaded)) {
+		for _, d := range slices.Sorted(maps.Keys(loaded[lang])) {
 			keys[MIRACLID(lang, d).String()] = len(docids)
 			docids = append(docids, d)
 		}
@@ -78,13 +80,4 @@ func (r *Ranker) Rank(ctx context.Context, q eval.Query) ([]eval.Hit, error) {
 		return out[a].Key < out[b].Key
 	})
 	return out, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -10,11 +10,9 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/weaviate/weaviate-go-client/v4/weaviate"
 	"github.com/weaviate/weaviate-go-client/v4/weaviate/graphql"
 	"github.com/weaviate/weaviate/entities/models"
 
-	"github.com/xling-ir/xling/internal/localweaviate"
 	"github.com/xling-ir/xling/internal/shareddata/sharedtest"
 	"github.com/xling-ir/xling/internal/weaviatetest"
 	"github.com/xling-ir/xling/qa"
@@ -69,31 +67,9 @@ func TestWithWeaviate(t *testing.T) {
 	go srv.Serve(l)
 	defer srv.Close()
 
-	wv := weaviatetest.Start(t, localweaviate.Options{
-		Modules: []string{"text2vec-transformers"},
-		Env:     map[string]string{"TRANSFORMERS_INFERENCE_API": "http://" + l.Addr().String()},
-	})
-	client, err := weaviate.NewClient(weaviate.Config{Host: wv.Host, Scheme: "http"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	client := weaviatetest.Vectorizing(t, l.Addr().String())
 	ctx := context.Background()
 	const class = "Passage"
-	err = client.Schema().ClassCreator().WithClass(&models.Class{
-		Class:           class,
-		Vectorizer:      "text2vec-transformers",
-		VectorIndexType: "flat",
-		ModuleConfig:    map[string]any{"text2vec-transformers": map[string]any{"vectorizeClassName": false}},
-		Properties: []*models.Property{
-			{Name: "text", DataType: []string{"text"}},
-			{Name: "key", DataType: []string{"int"}},
-			{Name: "lang", DataType: []string{"text"}, ModuleConfig: map[string]any{"text2vec-transformers": map[string]any{"skip": true}}},
-		},
-	}).Do(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-
 	dir := sharedtest.Dir(t)
 	xquad, err := qa.LoadLAReQA(filepath.Join(dir, "xquad-r"), nil)
 	if err != nil {
@@ -104,19 +80,15 @@ func TestWithWeaviate(t *testing.T) {
 	for i := 0; len(texts) < 40; i += 331 { // every language, spread out
 		texts = append(texts, all[i])
 	}
-	objs := make([]*models.Object, len(texts))
+	objects := make([]map[string]any, len(texts))
 	for i, text := range texts {
-		objs[i] = &models.Object{Class: class, Properties: map[string]any{"text": text, "key": i, "lang": "x"}}
+		objects[i] = map[string]any{"text": text, "key": i, "lang": "x"}
 	}
-	resp, err := client.Batch().ObjectsBatcher().WithObjects(objs...).Do(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range resp {
-		if r.Result != nil && r.Result.Errors != nil {
-			t.Fatalf("import: %s", r.Result.Errors.Error[0].Message)
-		}
-	}
+	weaviatetest.ImportVectorized(t, client, class, []*models.Property{
+		{Name: "text", DataType: []string{"text"}},
+		{Name: "key", DataType: []string{"int"}},
+		{Name: "lang", DataType: []string{"text"}, ModuleConfig: map[string]any{"text2vec-transformers": map[string]any{"skip": true}}},
+	}, objects)
 	for i, text := range texts {
 		res, err := client.GraphQL().Get().WithClassName(class).WithFields(graphql.Field{Name: "key"}).
 			WithNearText(client.GraphQL().NearTextArgBuilder().WithConcepts([]string{text})).WithLimit(3).Do(ctx)

@@ -5,7 +5,6 @@ import (
 
 	"github.com/xling-ir/xling/vectorizer"
 	"github.com/xling-ir/xling/vectorizer/modelconfig"
-	"github.com/xling-ir/xling/vectorizer/tokenize"
 )
 
 // dualEncoder is a run's shared-weight dual encoder and its optimiser: one model,
@@ -32,39 +31,35 @@ type dualEncoder interface {
 	close()
 }
 
-// tokenCache tokenises texts with a kind's prefix, remembering them: the
-// same texts recur across steps.
+// tokenCache tokenises texts as the served model will (the vectorizer's
+// TextTokenizer), remembering them: the same texts recur across steps.
 type tokenCache struct {
-	tok   *tokenize.Tokenizer
-	opts  vectorizer.Options
-	cache map[string][]int64 // prefixed text -> ids
+	text  *vectorizer.TextTokenizer
+	cache map[cacheKey][]int64
+}
+
+type cacheKey struct {
+	kind vectorizer.Kind
+	text string
 }
 
 func (e *tokenCache) tokens() *tokenCache { return e }
 
-func newTokenCache(tok *tokenize.Tokenizer, opts vectorizer.Options) tokenCache {
-	return tokenCache{tok: tok, opts: opts, cache: map[string][]int64{}}
+func newTokenCache(text *vectorizer.TextTokenizer) tokenCache {
+	return tokenCache{text: text, cache: map[cacheKey][]int64{}}
 }
 
 func (e *tokenCache) ids(text string, kind vectorizer.Kind) ([]int64, error) {
-	prefix := e.opts.PassagePrefix
-	if kind == vectorizer.Query {
-		prefix = e.opts.QueryPrefix
-	}
-	key := prefix + text
+	key := cacheKey{kind, text}
 	if ids, ok := e.cache[key]; ok {
 		return ids, nil
 	}
-	raw, _, err := e.tok.Encode(key)
+	t, err := e.text.Tokenize(text, kind)
 	if err != nil {
 		return nil, fmt.Errorf("tokenize %q: %w", text, err)
 	}
-	ids := make([]int64, len(raw))
-	for i, id := range raw {
-		ids[i] = int64(id)
-	}
-	e.cache[key] = ids
-	return ids, nil
+	e.cache[key] = t.IDs
+	return t.IDs, nil
 }
 
 func (e *tokenCache) batch(texts []string, kind vectorizer.Kind) ([][]int64, error) {

@@ -5,7 +5,6 @@ import (
 	"github.com/xling-ir/xling/vectorizer"
 	"github.com/xling-ir/xling/vectorizer/modelconfig"
 	"github.com/xling-ir/xling/vectorizer/static"
-	"github.com/xling-ir/xling/vectorizer/tokenize"
 )
 
 // staticNet trains a static embedding in Go: hand-written gradients and a
@@ -18,8 +17,8 @@ type staticNet struct {
 	grad  *static.Grad
 }
 
-func newStaticNet(m *static.Model, tok *tokenize.Tokenizer, opts vectorizer.Options, weightDecay float64) *staticNet {
-	return &staticNet{tokenCache: newTokenCache(tok, opts), model: m, opt: static.NewAdamW(m, weightDecay), grad: m.NewGrad()}
+func newStaticNet(m *static.Model, text *vectorizer.TextTokenizer, weightDecay float64) *staticNet {
+	return &staticNet{tokenCache: newTokenCache(text), model: m, opt: static.NewAdamW(m, weightDecay), grad: m.NewGrad()}
 }
 
 func (e *staticNet) lossBackward(batch []Pair, cfg Config, weight float64) (float64, error) {

@@ -13,13 +13,12 @@ import (
 	"github.com/xling-ir/xling/internal/torchx"
 	"github.com/xling-ir/xling/vectorizer"
 	"github.com/xling-ir/xling/vectorizer/modelconfig"
-	"github.com/xling-ir/xling/vectorizer/tokenize"
 	"github.com/xling-ir/xling/vectorizer/transformer"
 )
 
 // newTorchNet builds a transformer of shape mc on libtorch, with the
 // weights of the file weights or, if it is empty, initialised from seed.
-func newTorchNet(mc modelconfig.Config, weights string, seed uint64, tok *tokenize.Tokenizer, opts vectorizer.Options, weightDecay float64) (dualEncoder, error) {
+func newTorchNet(mc modelconfig.Config, weights string, seed uint64, text *vectorizer.TextTokenizer, weightDecay float64) (dualEncoder, error) {
 	m, err := transformer.New(mc, gotch.CPU)
 	if err != nil {
 		return nil, err
@@ -32,7 +31,7 @@ func newTorchNet(mc modelconfig.Config, weights string, seed uint64, tok *tokeni
 	} else {
 		m.Init(seed)
 	}
-	return &torchNet{tokenCache: newTokenCache(tok, opts), model: m, opt: newAdamW(m.Names(), m.Params(), weightDecay)}, nil
+	return &torchNet{tokenCache: newTokenCache(text), model: m, opt: newAdamW(m.Names(), m.Params(), weightDecay)}, nil
 }
 
 // torchNet trains a transformer with libtorch's autograd and the Go AdamW.
@@ -69,11 +68,7 @@ func (e *torchNet) embed(a *torchx.Arena, texts []string, kind vectorizer.Kind, 
 	if err != nil {
 		return nil, err
 	}
-	pad := e.model.Config.PadTokenID
-	if id := e.tok.PadID(); id >= 0 {
-		pad = int64(id)
-	}
-	return embedIDs(a, e.model, batch, pad, e.opts.Pooling, train), nil
+	return embedIDs(a, e.model, batch, e.text.PadID(), e.text.Options().Pooling, train), nil
 }
 
 // embedIDs encodes token ids into unit vectors [B, H] (kept in a).

@@ -9,10 +9,9 @@ import (
 
 	"github.com/xling-ir/xling/vectorizer"
 	"github.com/xling-ir/xling/vectorizer/modelconfig"
-	"github.com/xling-ir/xling/vectorizer/tokenize"
 )
 
-func newTorchNet(mc modelconfig.Config, _ string, _ uint64, _ *tokenize.Tokenizer, _ vectorizer.Options, _ float64) (dualEncoder, error) {
+func newTorchNet(mc modelconfig.Config, _ string, _ uint64, _ *vectorizer.TextTokenizer, _ float64) (dualEncoder, error) {
 	return nil, fmt.Errorf("train a %s encoder: %w", mc.ModelType, vectorizer.ErrNeedsLibtorch)
 }
 

@@ -132,6 +132,67 @@ type Result struct {
 // there is one. Cancelling ctx stops at once, as a killed process would;
 // the next Execute resumes from the last checkpoint.
 func (r *Run) Execute(ctx context.Context) (Result, error) {
+	runtime.LockOSThread() // libtorch's grad mode is per OS thread
+	defer runtime.UnlockOSThread()
+	t, err := r.start(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	defer t.close()
+	cfg := r.Config
+	due := func(every int) bool { return (every > 0 && t.step%every == 0) || t.step == cfg.Steps }
+	for t.step < cfg.Steps {
+		if err := ctx.Err(); err != nil {
+			return Result{}, err
+		}
+		if err := t.trainStep(); err != nil {
+			return Result{}, err
+		}
+		if r.OnStep != nil {
+			r.OnStep(t.step, t.loss)
+		}
+		if due(max(cfg.LogEvery, 1)) {
+			t.logProgress()
+		}
+		if len(r.Valid) > 0 && cfg.EvalEvery > 0 && due(cfg.EvalEvery) {
+			if err := r.validate(t); err != nil {
+				return Result{}, err
+			}
+		}
+		if due(cfg.CheckpointEvery) {
+			if err := r.checkpoint(t.step, t.loss, t.enc, t.sampler); err != nil {
+				return Result{}, err
+			}
+		}
+	}
+	return r.finish(t)
+}
+
+// training is the state of a run between steps.
+type training struct {
+	cfg      Config
+	enc      dualEncoder
+	sampler  *Sampler
+	log      *slog.Logger
+	trainLog *os.File // train.jsonl
+
+	step      int
+	loss, lr  float64 // the last step's
+	gradNorm  float64 // before clipping
+	start     time.Time
+	startStep int
+	pairs     int // trained on since start
+}
+
+func (t *training) close() {
+	t.trainLog.Close()
+	t.enc.close()
+}
+
+// start checks the configuration, builds the model and resumes from the
+// latest checkpoint, or exports the starting model for the untrained
+// baseline.
+func (r *Run) start(ctx context.Context) (*training, error) {
 	log := r.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -141,120 +202,119 @@ func (r *Run) Execute(ctx context.Context) (Result, error) {
 	}
 	cfg := r.Config
 	if cfg.Steps <= 0 || cfg.BatchSize < 2 || cfg.Accumulate < 1 || cfg.LR <= 0 || cfg.Temperature <= 0 {
-		return Result{}, fmt.Errorf("train: steps, batch size (>= 2), accumulation, learning rate and temperature must be positive")
+		return nil, fmt.Errorf("train: steps, batch size (>= 2), accumulation, learning rate and temperature must be positive")
 	}
 	if err := os.MkdirAll(r.Dir, 0o755); err != nil {
-		return Result{}, err
+		return nil, err
 	}
 	if err := r.checkConfig(); err != nil {
-		return Result{}, err
+		return nil, err
 	}
 	sampler, err := NewSampler(r.Train, SamplerConfig{Mode: cfg.Mode, Alpha: cfg.Alpha, BatchSize: cfg.BatchSize, Seed: cfg.Seed})
 	if err != nil {
-		return Result{}, err
+		return nil, err
 	}
-
-	runtime.LockOSThread() // libtorch's grad mode is per OS thread
-	defer runtime.UnlockOSThread()
 	if r.Threads > 0 {
 		torchx.SetThreads(r.Threads)
 	}
 	enc, err := r.startingModel(ctx)
 	if err != nil {
-		return Result{}, err
+		return nil, err
 	}
-	defer enc.close()
+	t := &training{cfg: cfg, enc: enc, sampler: sampler, log: log}
+	if err := r.resumeOrExport(t); err != nil {
+		enc.close()
+		return nil, err
+	}
+	t.start, t.startStep = time.Now(), t.step
+	return t, nil
+}
 
-	step, loss, resumed, err := r.resume(enc, sampler, log)
+func (r *Run) resumeOrExport(t *training) error {
+	step, loss, resumed, err := r.resume(t.enc, t.sampler, t.log)
 	if err != nil {
-		return Result{}, err
+		return err
 	}
+	t.step, t.loss = step, loss
 	if !resumed {
-		// The starting model, exported for the untrained baseline.
-		if err := r.export(filepath.Join(r.Dir, "init"), enc); err != nil {
-			return Result{}, err
+		if err := r.export(filepath.Join(r.Dir, "init"), t.enc); err != nil {
+			return err
 		}
 	}
 	// Steps after the checkpoint will run again: their log lines go, so
 	// that the logs read as one uninterrupted run.
 	for _, name := range []string{"train.jsonl", "eval.jsonl"} {
 		if err := truncateLog(filepath.Join(r.Dir, name), step); err != nil {
-			return Result{}, err
+			return err
 		}
 	}
+	t.trainLog, err = os.OpenFile(filepath.Join(r.Dir, "train.jsonl"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	return err
+}
 
-	trainLog, err := os.OpenFile(filepath.Join(r.Dir, "train.jsonl"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+// trainStep runs one optimiser step over Accumulate batches.
+func (t *training) trainStep() error {
+	cfg := t.cfg
+	// Dropout draws from libtorch's generator: seeding it per step makes
+	// a resumed run repeat an uninterrupted one exactly.
+	torchx.ManualSeed(int64(cfg.Seed*1_000_003 + uint64(t.step)))
+	total := 0.0
+	for k := 0; k < cfg.Accumulate; k++ {
+		batch := t.sampler.Next()
+		l, err := t.enc.lossBackward(batch, cfg, 1/float64(cfg.Accumulate))
+		if err != nil {
+			return fmt.Errorf("step %d: %w", t.step+1, err)
+		}
+		total += l / float64(cfg.Accumulate)
+		t.pairs += len(batch)
+	}
+	t.lr = learningRate(cfg, t.step)
+	t.gradNorm = t.enc.step(t.lr, cfg.Clip)
+	t.step++
+	t.loss = total
+	if math.IsNaN(t.loss) || math.IsInf(t.loss, 0) {
+		return fmt.Errorf("step %d: loss is %g: lower the learning rate", t.step, t.loss)
+	}
+	return nil
+}
+
+// logProgress writes a progress line with rate and ETA, and the step to
+// train.jsonl.
+func (t *training) logProgress() {
+	elapsed := time.Since(t.start).Seconds()
+	rate := float64(t.pairs) / elapsed
+	eta := time.Duration(float64(t.cfg.Steps-t.step) / (float64(t.step-t.startStep) / elapsed) * float64(time.Second))
+	t.log.Info("training", "step", t.step, "of", t.cfg.Steps, "loss", fmt.Sprintf("%.4f", t.loss), "lr", fmt.Sprintf("%.2e", t.lr),
+		"pairs_per_s", fmt.Sprintf("%.1f", rate), "eta", eta.Round(time.Second))
+	b, _ := json.Marshal(StepLog{Step: t.step, Loss: t.loss, LR: t.lr, GradNorm: t.gradNorm, PairsPerSec: rate, MonoBatches: t.sampler.Mono, TotalBatches: t.sampler.Batches})
+	t.trainLog.Write(append(b, '\n'))
+}
+
+// validate evaluates the validation items, appends to eval.jsonl and
+// exports the model as best when multilingual mAP is the highest yet.
+func (r *Run) validate(t *training) error {
+	ev, err := evaluate(t.enc, r.Valid)
 	if err != nil {
-		return Result{}, err
+		return err
 	}
-	defer trainLog.Close()
+	ev.Step = t.step
+	if err := jsonfile.Append(filepath.Join(r.Dir, "eval.jsonl"), ev); err != nil {
+		return err
+	}
+	t.log.Info("validation", "step", t.step, "map_mono", fmt.Sprintf("%.4f", ev.Mono.MAP), "map_cross", fmt.Sprintf("%.4f", ev.Cross.MAP), "map_multi", fmt.Sprintf("%.4f", ev.Multi.MAP))
+	if best, _ := r.bestEvaluation(); best == nil || ev.Multi.MAP > best.Multi.MAP || best.Step == ev.Step {
+		if err := r.export(filepath.Join(r.Dir, "best"), t.enc); err != nil {
+			return err
+		}
+		return jsonfile.Write(filepath.Join(r.Dir, "best", "evaluation.json"), ev)
+	}
+	return nil
+}
 
-	res := Result{}
-	start, startStep, pairs := time.Now(), step, 0
-	for step < cfg.Steps {
-		if err := ctx.Err(); err != nil {
-			return Result{}, err
-		}
-		// Dropout draws from libtorch's generator: seeding it per step makes
-		// a resumed run repeat an uninterrupted one exactly.
-		torchx.ManualSeed(int64(cfg.Seed*1_000_003 + uint64(step)))
-		total := 0.0
-		for k := 0; k < cfg.Accumulate; k++ {
-			batch := sampler.Next()
-			l, err := enc.lossBackward(batch, cfg, 1/float64(cfg.Accumulate))
-			if err != nil {
-				return Result{}, fmt.Errorf("step %d: %w", step+1, err)
-			}
-			total += l / float64(cfg.Accumulate)
-			pairs += len(batch)
-		}
-		lr := learningRate(cfg, step)
-		norm := enc.step(lr, cfg.Clip)
-		step++
-		loss = total
-		if math.IsNaN(loss) || math.IsInf(loss, 0) {
-			return Result{}, fmt.Errorf("step %d: loss is %g: lower the learning rate", step, loss)
-		}
-		if r.OnStep != nil {
-			r.OnStep(step, loss)
-		}
-		if step%max(cfg.LogEvery, 1) == 0 || step == cfg.Steps {
-			elapsed := time.Since(start).Seconds()
-			rate := float64(pairs) / elapsed
-			eta := time.Duration(float64(cfg.Steps-step) / (float64(step-startStep) / elapsed) * float64(time.Second))
-			log.Info("training", "step", step, "of", cfg.Steps, "loss", fmt.Sprintf("%.4f", loss), "lr", fmt.Sprintf("%.2e", lr),
-				"pairs_per_s", fmt.Sprintf("%.1f", rate), "eta", eta.Round(time.Second))
-			b, _ := json.Marshal(StepLog{Step: step, Loss: loss, LR: lr, GradNorm: norm, PairsPerSec: rate, MonoBatches: sampler.Mono, TotalBatches: sampler.Batches})
-			trainLog.Write(append(b, '\n'))
-		}
-		if cfg.EvalEvery > 0 && len(r.Valid) > 0 && (step%cfg.EvalEvery == 0 || step == cfg.Steps) {
-			ev, err := evaluate(enc, r.Valid)
-			if err != nil {
-				return Result{}, err
-			}
-			ev.Step = step
-			if err := jsonfile.Append(filepath.Join(r.Dir, "eval.jsonl"), ev); err != nil {
-				return Result{}, err
-			}
-			log.Info("validation", "step", step, "map_mono", fmt.Sprintf("%.4f", ev.Mono.MAP), "map_cross", fmt.Sprintf("%.4f", ev.Cross.MAP), "map_multi", fmt.Sprintf("%.4f", ev.Multi.MAP))
-			if best, _ := r.bestEvaluation(); best == nil || ev.Multi.MAP > best.Multi.MAP || best.Step == ev.Step {
-				if err := r.export(filepath.Join(r.Dir, "best"), enc); err != nil {
-					return Result{}, err
-				}
-				if err := jsonfile.Write(filepath.Join(r.Dir, "best", "evaluation.json"), ev); err != nil {
-					return Result{}, err
-				}
-			}
-		}
-		if (cfg.CheckpointEvery > 0 && step%cfg.CheckpointEvery == 0) || step == cfg.Steps {
-			if err := r.checkpoint(step, loss, enc, sampler); err != nil {
-				return Result{}, err
-			}
-		}
-	}
-	res.Step, res.Loss = step, loss
-	res.ModelDir = filepath.Join(r.Dir, "model")
-	if err := r.export(res.ModelDir, enc); err != nil {
+// finish exports the final model.
+func (r *Run) finish(t *training) (Result, error) {
+	res := Result{Step: t.step, Loss: t.loss, ModelDir: filepath.Join(r.Dir, "model")}
+	if err := r.export(res.ModelDir, t.enc); err != nil {
 		return Result{}, err
 	}
 	if best, err := r.bestEvaluation(); err == nil && best != nil {
@@ -302,9 +362,6 @@ func (r *Run) startingModel(ctx context.Context) (dualEncoder, error) {
 		if err := vectorizer.CheckWeights(mc, weights); err != nil {
 			return nil, err
 		}
-		if tok.MaxID() >= int(mc.VocabSize) {
-			return nil, fmt.Errorf("--init %s: tokenizer.json can produce token id %d but config.json's vocab_size is %d", cfg.Init, tok.MaxID(), mc.VocabSize)
-		}
 	} else {
 		if tok, err = r.trainedTokenizer(ctx); err != nil {
 			return nil, err
@@ -323,6 +380,10 @@ func (r *Run) startingModel(ctx context.Context) (dualEncoder, error) {
 			return nil, err
 		}
 	}
+	text, err := vectorizer.NewTextTokenizer(tok, opts, mc)
+	if err != nil {
+		return nil, fmt.Errorf("--init %s: %w", cfg.Init, err)
+	}
 	if cfg.Arch == ArchStatic {
 		m, err := static.New(mc)
 		if err != nil {
@@ -333,9 +394,9 @@ func (r *Run) startingModel(ctx context.Context) (dualEncoder, error) {
 		} else {
 			m.Init(cfg.Seed)
 		}
-		return newStaticNet(m, tok, opts, cfg.WeightDecay), err
+		return newStaticNet(m, text, cfg.WeightDecay), err
 	}
-	return newTorchNet(mc, weights, cfg.Seed, tok, opts, cfg.WeightDecay)
+	return newTorchNet(mc, weights, cfg.Seed, text, cfg.WeightDecay)
 }
 
 // trainedTokenizer trains a WordPiece tokenizer on the training text, once
@@ -361,12 +422,12 @@ func (r *Run) trainedTokenizer(ctx context.Context) (*tokenize.Tokenizer, error)
 func (r *Run) export(dir string, enc dualEncoder) error {
 	tmp := dir + ".tmp"
 	os.RemoveAll(tmp)
-	tc := enc.tokens()
-	tj, err := tc.tok.JSON()
+	text := enc.tokens().text
+	tj, err := text.JSON()
 	if err != nil {
 		return err
 	}
-	if err := vectorizer.WriteDir(tmp, vectorizer.Files{Config: enc.config(), Options: tc.opts, Tokenizer: tj, Model: enc.weights()}); err != nil {
+	if err := vectorizer.WriteDir(tmp, vectorizer.Files{Config: enc.config(), Options: text.Options(), Tokenizer: tj, Model: enc.weights()}); err != nil {
 		return err
 	}
 	if err := os.RemoveAll(dir); err != nil {

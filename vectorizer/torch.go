@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"path/filepath"
 	"runtime"
-	"sort"
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
@@ -111,8 +110,7 @@ func (t *torchEncoder) close() {
 	_ = t.v.do(context.Background(), func() error { t.m.Close(); return nil })
 }
 
-// encode sorts texts by length and cuts them into forward passes so that
-// little work goes to padding: see splitByLength.
+// encode runs one forward pass over the batch as given.
 func (t *torchEncoder) encode(ctx context.Context, toks [][]int64) ([][]float32, error) {
 	// Load checked the tokenizer against the table; ids from EncodeTokens'
 	// callers are checked here, as libtorch would fail on them mid-pass.
@@ -124,74 +122,20 @@ func (t *torchEncoder) encode(ctx context.Context, toks [][]int64) ([][]float32,
 			}
 		}
 	}
-	order := make([]int, len(toks))
-	for i := range order {
-		order[i] = i
-	}
-	sort.SliceStable(order, func(a, b int) bool { return len(toks[order[a]]) > len(toks[order[b]]) })
-	lengths := make([]int, len(order))
-	for i, j := range order {
-		lengths[i] = len(toks[j])
-	}
-	out := make([][]float32, len(toks))
-	for _, r := range splitByLength(lengths, t.v.batch, passOverheadTokens) {
-		idx := order[r[0]:r[1]]
-		batch := make([][]int64, len(idx))
-		for i, j := range idx {
-			batch[i] = toks[j]
-		}
-		var vecs [][]float32
-		err := t.v.do(ctx, func() error {
-			var err error
-			vecs, err = t.v.forward(t.m, batch)
-			return err
-		})
-		if err != nil {
-			return nil, err
-		}
-		for i, j := range idx {
-			out[j] = vecs[i]
-		}
-	}
-	return out, nil
-}
-
-// passOverheadTokens is the fixed cost of a forward pass, in tokens' worth
-// of work: measured on the 4-layer, 256-wide model, one pass of one 40-token
-// text took 10 ms and a pass costs about 0.05 ms a token, so about 160.
-const passOverheadTokens = 160
-
-// splitByLength cuts lengths (sorted longest first) into consecutive
-// batches of at most maxBatch that minimise the padded tokens plus a fixed
-// overhead per pass: one long text must not make 31 short ones pad to its
-// length, and many tiny passes must not cost more than the padding saves.
-// It returns [start, end) ranges.
-func splitByLength(lengths []int, maxBatch, overhead int) [][2]int {
-	n := len(lengths)
-	cost := make([]int, n+1) // cost[i]: best cost of lengths[i:]
-	cut := make([]int, n+1)
-	for i := n - 1; i >= 0; i-- {
-		cost[i] = -1
-		for j := i + 1; j <= n && j-i <= maxBatch; j++ {
-			// lengths[i] is the longest of lengths[i:j].
-			c := overhead + (j-i)*lengths[i] + cost[j]
-			if cost[i] < 0 || c < cost[i] {
-				cost[i], cut[i] = c, j
-			}
-		}
-	}
-	var out [][2]int
-	for i := 0; i < n; i = cut[i] {
-		out = append(out, [2]int{i, cut[i]})
-	}
-	return out
+	var vecs [][]float32
+	err := t.v.do(ctx, func() error {
+		var err error
+		vecs, err = t.v.forward(t.m, toks)
+		return err
+	})
+	return vecs, err
 }
 
 // forward pads a batch, runs the encoder without gradients and pools.
 func (v *Vectorizer) forward(model *transformer.Model, batch [][]int64) ([][]float32, error) {
 	var a torchx.Arena
 	defer a.Free()
-	ids, mask := Pad(batch, v.padID())
+	ids, mask := Pad(batch, v.text.PadID())
 	var vecs *ts.Tensor
 	ts.NoGrad(func() {
 		idsT := a.Keep(ids)
@@ -209,13 +153,6 @@ func (v *Vectorizer) forward(model *transformer.Model, batch [][]int64) ([][]flo
 		out[i] = flat[i*dims : (i+1)*dims : (i+1)*dims]
 	}
 	return out, nil
-}
-
-func (v *Vectorizer) padID() int64 {
-	if id := v.tok.PadID(); id >= 0 {
-		return int64(id)
-	}
-	return v.Config.PadTokenID
 }
 
 // Pad builds the [B, T] id and attention-mask tensors of a batch. The caller

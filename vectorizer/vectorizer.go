@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"sync"
 
 	"github.com/xling-ir/xling/vectorizer/modelconfig"
@@ -61,7 +62,7 @@ type Vectorizer struct {
 	Config  modelconfig.Config
 	Options Options
 
-	tok            *tokenize.Tokenizer
+	text           *TextTokenizer
 	passage, query encoder
 	batch          int
 	log            *slog.Logger
@@ -70,16 +71,11 @@ type Vectorizer struct {
 	done sync.WaitGroup
 }
 
-// encoder is one model's forward pass over tokenised texts.
+// encoder is one model's forward pass over a batch of tokenised texts,
+// run as given.
 type encoder interface {
 	encode(ctx context.Context, toks [][]int64) ([][]float32, error)
 	close()
-}
-
-// Tokens is one tokenised text ready for the encoder.
-type Tokens struct {
-	IDs       []int64
-	Truncated bool // the text was cut to the maximum length
 }
 
 // Load reads a model directory and starts its worker.
@@ -103,13 +99,14 @@ func Load(dir string, lo LoadOptions) (*Vectorizer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if tok.MaxID() >= int(cfg.VocabSize) {
-		return nil, fmt.Errorf("model directory %s: tokenizer.json can produce token id %d but config.json's vocab_size is %d (ids 0-%d)", dir, tok.MaxID(), cfg.VocabSize, cfg.VocabSize-1)
+	text, err := NewTextTokenizer(tok, opts, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("model directory %s: %w", dir, err)
 	}
 	if lo.BatchSize <= 0 {
 		lo.BatchSize = 32
 	}
-	v := &Vectorizer{Dir: dir, Config: cfg, Options: opts, tok: tok, batch: lo.BatchSize, log: log}
+	v := &Vectorizer{Dir: dir, Config: cfg, Options: opts, text: text, batch: lo.BatchSize, log: log}
 	dirs := []string{dir}
 	if opts.QueryModel != "" {
 		qdir := filepath.Join(dir, opts.QueryModel)
@@ -160,27 +157,11 @@ func (v *Vectorizer) Close() {
 func (v *Vectorizer) Dims() int { return int(v.Config.HiddenSize) }
 
 // MaxTokens is the longest tokenised text; longer ones are truncated.
-func (v *Vectorizer) MaxTokens() int { return v.tok.MaxLen() }
+func (v *Vectorizer) MaxTokens() int { return v.text.MaxTokens() }
 
 // Tokenize prepares one text: the kind's prefix, then the tokenizer.
 func (v *Vectorizer) Tokenize(text string, kind Kind) (Tokens, error) {
-	prefix := v.Options.PassagePrefix
-	if kind == Query {
-		prefix = v.Options.QueryPrefix
-	}
-	// Checked before the prefix is added, or the prefix would hide it.
-	if err := tokenize.Check(text); err != nil {
-		return Tokens{}, err
-	}
-	ids, truncated, err := v.tok.Encode(prefix + text)
-	if err != nil {
-		return Tokens{}, err
-	}
-	t := Tokens{IDs: make([]int64, len(ids)), Truncated: truncated}
-	for i, id := range ids {
-		t.IDs[i] = int64(id)
-	}
-	return t, nil
+	return v.text.Tokenize(text, kind)
 }
 
 // TextError reports which text of a batch could not be encoded.
@@ -222,10 +203,42 @@ func (v *Vectorizer) Encode(ctx context.Context, texts []string, kind Kind) ([][
 	if truncated > 0 {
 		v.log.Warn("texts truncated to the maximum length", "count", truncated, "of", len(texts), "max_tokens", v.MaxTokens())
 	}
-	return v.EncodeTokens(ctx, toks, kind)
+	// Texts of similar length share a forward pass, so that little work
+	// goes to padding: see splitByLength.
+	order := make([]int, len(toks))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return len(toks[order[a]].IDs) > len(toks[order[b]].IDs) })
+	lengths := make([]int, len(order))
+	for i, j := range order {
+		lengths[i] = len(toks[j].IDs)
+	}
+	out := make([][]float32, len(toks))
+	for _, r := range splitByLength(lengths, v.batch, passOverheadTokens) {
+		idx := order[r[0]:r[1]]
+		batch := make([]Tokens, len(idx))
+		for i, j := range idx {
+			batch[i] = toks[j]
+		}
+		vecs, err := v.EncodeTokens(ctx, batch, kind)
+		var bad *TextError
+		if errors.As(err, &bad) {
+			return nil, &TextError{Index: idx[bad.Index], Err: bad.Err}
+		}
+		if err != nil {
+			return nil, err
+		}
+		for i, j := range idx {
+			out[j] = vecs[i]
+		}
+	}
+	return out, nil
 }
 
-// EncodeTokens encodes tokenised texts.
+// EncodeTokens encodes tokenised texts in one forward pass, as given: the
+// caller has formed the batch (Encode by length, the sidecar's batcher by
+// arrival).
 func (v *Vectorizer) EncodeTokens(ctx context.Context, toks []Tokens, kind Kind) ([][]float32, error) {
 	if v.passage == nil {
 		return nil, errors.New("vectorizer is closed")

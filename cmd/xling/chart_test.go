@@ -31,6 +31,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/xling-ir/xling/internal/buildbin"
+	"github.com/xling-ir/xling/internal/cli"
 	"github.com/xling-ir/xling/sidecar"
 	"github.com/xling-ir/xling/vectorizer"
 )
@@ -190,7 +191,7 @@ func TestChartEverythingOn(t *testing.T) {
 	// TRANSFORMERS_PASSAGE_/QUERY_INFERENCE_API expect.
 	models := map[string]string{}
 	for _, d := range m.deployments {
-		fs := parseCommand(t, d.Spec.Template.Spec.Containers[0].Args)
+		fs := parseContainer(t, d.Spec.Template.Spec.Containers[0])
 		models[d.Name] = fs.Lookup("model").Value.String()
 		if q := fs.Lookup("query-model").Value.String(); q != "" {
 			t.Errorf("%s: a split Deployment serves one model, but has --query-model %s", d.Name, q)
@@ -220,7 +221,7 @@ func TestChartEverythingOn(t *testing.T) {
 func TestChartQueryModelInOneDeployment(t *testing.T) {
 	m := render(t, false, "--set", "model.queryDir=q", "--set", "networkPolicy.enabled=false", "--set", "model.persistence.create=false")
 	checkChart(t, m)
-	fs := parseCommand(t, m.deployments[0].Spec.Template.Spec.Containers[0].Args)
+	fs := parseContainer(t, m.deployments[0].Spec.Template.Spec.Containers[0])
 	if got := fs.Lookup("query-model").Value.String(); got != "/models/q" {
 		t.Errorf("--query-model %q, want /models/q", got)
 	}
@@ -243,7 +244,7 @@ func checkChart(t *testing.T, m *manifests) {
 		podLabels[d.Name] = pod.Labels
 		checkSecurity(t, "Deployment "+d.Name, pod.Spec)
 		c := pod.Spec.Containers[0]
-		fs := parseCommand(t, c.Args)
+		fs := parseContainer(t, c)
 		if c.Args[0] != "serve" {
 			t.Fatalf("%s runs xling %s, want serve", d.Name, c.Args[0])
 		}
@@ -268,7 +269,7 @@ func checkChart(t *testing.T, m *manifests) {
 		}
 		for _, ic := range pod.Spec.InitContainers {
 			if ic.Image == c.Image {
-				parseCommand(t, ic.Args)
+				parseContainer(t, ic)
 			}
 		}
 	}
@@ -317,7 +318,7 @@ func checkChart(t *testing.T, m *manifests) {
 	for _, j := range m.jobs {
 		checkSecurity(t, "Job "+j.Name, j.Spec.Template.Spec)
 		for _, c := range append(j.Spec.Template.Spec.InitContainers, j.Spec.Template.Spec.Containers...) {
-			parseCommand(t, c.Args)
+			parseContainer(t, c)
 		}
 	}
 	checkMetricNames(t, m.prometheusQL)
@@ -373,6 +374,37 @@ func deploymentFor(m *manifests, sel map[string]string) *appsv1.Deployment {
 		}
 	}
 	return nil
+}
+
+// parseContainer checks a container's command line (parseCommand) and its
+// xling variables: each is the fallback of one of the command's flags (the
+// API key, of --api-key-file), and a value the flag accepts.
+func parseContainer(t *testing.T, c corev1.Container) *flag.FlagSet {
+	t.Helper()
+	fs := parseCommand(t, c.Args)
+	onCommandLine := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
+	for _, e := range c.Env {
+		if !strings.HasPrefix(e.Name, "XLING_") || e.Name == "XLING_WEAVIATE_API_KEY" {
+			continue
+		}
+		var reads *flag.Flag
+		fs.VisitAll(func(f *flag.Flag) {
+			if cli.EnvName(f.Usage) == e.Name {
+				reads = f
+			}
+		})
+		if reads == nil {
+			t.Errorf("container %s sets %s, which no flag of xling %s reads", c.Name, e.Name, fs.Name())
+			continue
+		}
+		if e.ValueFrom == nil && !onCommandLine[reads.Name] {
+			if err := reads.Value.Set(e.Value); err != nil {
+				t.Errorf("container %s: %s=%q is not a valid --%s: %v", c.Name, e.Name, e.Value, reads.Name, err)
+			}
+		}
+	}
+	return fs
 }
 
 // parseCommand checks that args name an xling subcommand and that its flags

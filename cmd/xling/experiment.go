@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 
 	"github.com/xling-ir/xling/experiment"
-	"github.com/xling-ir/xling/indexer"
 	"github.com/xling-ir/xling/internal/cli"
 	"github.com/xling-ir/xling/internal/shareddata"
 )
@@ -18,21 +17,20 @@ func runExperiment(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	config := fs.String("config", "", "study config (JSON); empty means the embedded default (experiment/default.json)")
 	budget := fs.String("budget", experiment.BudgetDemo, "demo (one seed, sampled questions: ~15 min on 2 cores), full (3 seeds, everything), or a step multiplier N for a GPU or a longer run")
 	out := fs.String("out", "study", "run directory: models, evaluations, report.md, report.json, charts; rerunning resumes it")
-	dataDir := fs.String("data-dir", cli.Env("XLING_DATA_DIR", ""), "directory holding the datasets the config names; empty means ../shared/data found upward (env XLING_DATA_DIR)")
-	url := fs.String("weaviate", cli.Env("XLING_WEAVIATE_URL", ""), "Weaviate REST URL; empty starts a local one with its data in --out (env XLING_WEAVIATE_URL)")
-	grpc := fs.String("grpc", cli.Env("XLING_WEAVIATE_GRPC", ""), "Weaviate gRPC host:port with --weaviate (env XLING_WEAVIATE_GRPC)")
-	apiKey := cli.APIKey(fs, "XLING_WEAVIATE_API_KEY")
-	threads := fs.Int("threads", envInt("XLING_THREADS", 2), "libtorch threads (env XLING_THREADS)")
-	if err := cli.Parse(fs, args); err != nil {
+	dataDir := fs.String("data-dir", "", "directory holding the datasets the config names; empty means ../shared/data found upward (env XLING_DATA_DIR)")
+	wv := addWeaviateFlags(fs) // local keeps its data in --out
+	threads := addThreadsFlag(fs)
+	logs := addLogFlags(fs)
+	log, err := logs.parse(fs, args)
+	if err != nil {
 		return err
 	}
-	key, err := apiKey()
+	conn, err := wv.connection(true)
 	if err != nil {
 		return err
 	}
 	cfg := experiment.Default()
 	if *config != "" {
-		var err error
 		if cfg, err = experiment.Load(*config); err != nil {
 			return err
 		}
@@ -47,8 +45,8 @@ func runExperiment(ctx context.Context, fs *flag.FlagSet, args []string) error {
 		}
 	}
 	rep, err := experiment.Run(ctx, cfg, *budget, experiment.Options{
-		Out: *out, DataDir: *dataDir, Threads: *threads, Logger: logger(), Progress: os.Stderr,
-		Weaviate: indexer.Connection{URL: *url, GRPC: *grpc, APIKey: key},
+		Out: *out, DataDir: *dataDir, Threads: *threads, Logger: log, Progress: os.Stderr,
+		Weaviate: conn,
 	})
 	if err != nil {
 		return err

@@ -280,7 +280,7 @@ func TestExperimentSurvivesKill9(t *testing.T) {
 		"directions": [{"train": ["xquad-r"], "eval": "mlqa-r"}], "candidate": "sentence", "depth": 100,
 		"index": "flat", "baselines": ["bm25"], "max_questions": 20}`), 0o644)
 	args := func(out string) []string {
-		return []string{"experiment", "--config", config, "--budget", "full", "--out", out, "--data-dir", data}
+		return []string{"experiment", "--config", config, "--budget", "full", "--out", out, "--data-dir", data, "--weaviate", "local"}
 	}
 	ref := filepath.Join(t.TempDir(), "ref")
 	if _, stderr, err := xling(t, "", args(ref)...); err != nil {

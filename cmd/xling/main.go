@@ -1,6 +1,8 @@
 // Command xling trains, serves, indexes and evaluates cross-lingual
-// retrieval encoders for Weaviate. Each subcommand lives in the package that
-// does its work; this file only wires them up.
+// retrieval encoders for Weaviate. Each subcommand has one file here named
+// after it (the bench subcommands share bench.go) that parses its flags and
+// calls the package doing the work; flags.go holds the flag groups they
+// share.
 package main
 
 import (

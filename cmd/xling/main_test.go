@@ -104,6 +104,18 @@ func TestEncodeCommand(t *testing.T) {
 	if code := exitCode(err); code != 1 || !strings.Contains(stderr, "config.json") {
 		t.Errorf("missing model: exit %d, stderr %q", code, stderr)
 	}
+
+	// Flags fall back to the variables their help names; a value there
+	// that does not parse is refused by name, not replaced by the default.
+	t.Setenv("XLING_MODEL", model)
+	if out, stderr, err := xling(t, "hello\n", "encode"); err != nil || !strings.Contains(out, `"vector"`) {
+		t.Errorf("--model from XLING_MODEL: err %v, stderr %q", err, stderr)
+	}
+	t.Setenv("XLING_THREADS", "two")
+	_, stderr, err = xling(t, "hello\n", "encode")
+	if code := exitCode(err); code != 2 || !strings.Contains(stderr, `XLING_THREADS="two"`) {
+		t.Errorf("XLING_THREADS=two: exit %d, stderr %q", code, stderr)
+	}
 }
 
 func exitCode(err error) int {

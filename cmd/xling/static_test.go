@@ -16,11 +16,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/weaviate/weaviate-go-client/v4/weaviate"
 	"github.com/weaviate/weaviate-go-client/v4/weaviate/graphql"
 	"github.com/weaviate/weaviate/entities/models"
 
-	"github.com/xling-ir/xling/internal/localweaviate"
 	"github.com/xling-ir/xling/internal/weaviatetest"
 	"github.com/xling-ir/xling/vectorizer/vectorizertest"
 )
@@ -115,38 +113,15 @@ func TestStaticOnlyBuild(t *testing.T) {
 		}
 	}()
 	waitReady(t, "http://"+addr)
-	wv := weaviatetest.Start(t, localweaviate.Options{
-		Modules: []string{"text2vec-transformers"},
-		Env:     map[string]string{"TRANSFORMERS_INFERENCE_API": "http://" + addr},
-	})
-	client, err := weaviate.NewClient(weaviate.Config{Host: wv.Host, Scheme: "http"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
+	client := weaviatetest.Vectorizing(t, addr)
 	const class = "Passage"
-	err = client.Schema().ClassCreator().WithClass(&models.Class{
-		Class: class, Vectorizer: "text2vec-transformers", VectorIndexType: "flat",
-		ModuleConfig: map[string]any{"text2vec-transformers": map[string]any{"vectorizeClassName": false}},
-		Properties: []*models.Property{{Name: "text", DataType: []string{"text"},
-			ModuleConfig: map[string]any{"text2vec-transformers": map[string]any{"vectorizePropertyName": false}}}},
-	}).Do(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	objs := make([]*models.Object, len(texts))
+	objects := make([]map[string]any, len(texts))
 	for i, text := range texts {
-		objs[i] = &models.Object{Class: class, Properties: map[string]any{"text": text}}
+		objects[i] = map[string]any{"text": text}
 	}
-	resp, err := client.Batch().ObjectsBatcher().WithObjects(objs...).Do(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range resp {
-		if r.Result != nil && r.Result.Errors != nil {
-			t.Fatalf("import: %s", r.Result.Errors.Error[0].Message)
-		}
-	}
+	weaviatetest.ImportVectorized(t, client, class, []*models.Property{{Name: "text", DataType: []string{"text"},
+		ModuleConfig: map[string]any{"text2vec-transformers": map[string]any{"vectorizePropertyName": false}}}}, objects)
+	ctx := context.Background()
 	res, err := client.GraphQL().Get().WithClassName(class).WithLimit(100).
 		WithFields(graphql.Field{Name: "text"}, graphql.Field{Name: "_additional", Fields: []graphql.Field{{Name: "vector"}}}).Do(ctx)
 	if err != nil || len(res.Errors) > 0 {

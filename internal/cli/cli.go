@@ -72,15 +72,6 @@ func equal(a, b []string) bool {
 	return true
 }
 
-// Env returns the environment variable's value, or def when it is unset:
-// the default of a flag that the environment may also set.
-func Env(name, def string) string {
-	if v, ok := os.LookupEnv(name); ok {
-		return v
-	}
-	return def
-}
-
 // errKeyOnCommandLine refuses a secret given as a flag value.
 var errKeyOnCommandLine = errors.New("a key on the command line is readable by every local user (ps, /proc); set it in the environment or in a file given to --api-key-file")
 
@@ -107,6 +98,12 @@ func APIKey(fs *flag.FlagSet, env string) func() (string, error) {
 
 // Parse parses a command's flags. Its errors are usage errors (exit 2),
 // and a key given on the command line is refused without echoing it.
+//
+// Every flag whose usage ends in "(env NAME)" takes NAME's value when that
+// variable is set, and the command line overrides it: the help text is the
+// one place that names a flag's variable. A value in the environment that
+// the flag cannot parse is a usage error naming the variable, not a silent
+// fall back to the default.
 func Parse(fs *flag.FlagSet, args []string) error {
 	for _, a := range args {
 		if a == "--" {
@@ -117,8 +114,40 @@ func Parse(fs *flag.FlagSet, args []string) error {
 			return fmt.Errorf("%w: --api-key: %v", ErrUsage, errKeyOnCommandLine)
 		}
 	}
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		env := EnvName(f.Usage)
+		v, ok := os.LookupEnv(env)
+		if env == "" || !ok {
+			return
+		}
+		if err := f.Value.Set(v); err != nil {
+			errs = append(errs, fmt.Errorf("%w: %s=%q (for --%s): %v", ErrUsage, env, v, f.Name, err))
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
 	return nil
+}
+
+// EnvName returns the variable a flag's usage names as its fallback, in a
+// closing "(env NAME)", or "" when it names none.
+func EnvName(usage string) string {
+	rest, ok := strings.CutSuffix(usage, ")")
+	if !ok {
+		return ""
+	}
+	i := strings.LastIndex(rest, "(env ")
+	if i < 0 {
+		return ""
+	}
+	name := rest[i+len("(env "):]
+	if name == "" || strings.ContainsAny(name, " ,()") {
+		return ""
+	}
+	return name
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"io"
 	"strings"
 	"testing"
 )
@@ -53,12 +54,42 @@ func TestDispatch(t *testing.T) {
 	}
 }
 
-func TestEnv(t *testing.T) {
-	t.Setenv("XLING_TEST_SET", "")
-	if got := Env("XLING_TEST_SET", "def"); got != "" {
-		t.Fatalf("Env of a variable set to empty = %q, want empty", got)
+// TestParseEnv: a flag takes the variable its usage names, the command
+// line overrides it, a variable set to empty is a value, and a value the
+// flag cannot parse is a usage error naming the variable.
+func TestParseEnv(t *testing.T) {
+	newFlags := func() (*flag.FlagSet, *int, *string, *string) {
+		fs := flag.NewFlagSet("x", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		n := fs.Int("n", 1, "a number (env XLING_TEST_N)")
+		s := fs.String("s", "def", "a string (env XLING_TEST_S)")
+		u := fs.String("u", "def", "not from the environment (env is not named here)")
+		return fs, n, s, u
 	}
-	if got := Env("XLING_TEST_UNSET_12345", "def"); got != "def" {
-		t.Fatalf("Env of an unset variable = %q, want def", got)
+	t.Setenv("XLING_TEST_N", "7")
+	t.Setenv("XLING_TEST_S", "")
+	fs, n, s, u := newFlags()
+	if err := Parse(fs, nil); err != nil || *n != 7 || *s != "" || *u != "def" {
+		t.Fatalf("from the environment: n=%d s=%q u=%q err=%v, want 7, empty, def", *n, *s, *u, err)
+	}
+	fs, n, _, _ = newFlags()
+	if err := Parse(fs, []string{"-n", "3"}); err != nil || *n != 3 {
+		t.Fatalf("the command line over the environment: n=%d err=%v, want 3", *n, err)
+	}
+	t.Setenv("XLING_TEST_N", "seven")
+	fs, _, _, _ = newFlags()
+	err := Parse(fs, nil)
+	if !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), "XLING_TEST_N") || !strings.Contains(err.Error(), "seven") {
+		t.Fatalf("a bad value in the environment: err %v, want a usage error naming XLING_TEST_N", err)
+	}
+	for usage, want := range map[string]string{
+		"model directory (env XLING_MODEL)": "XLING_MODEL",
+		"(env XLING_A) then more":           "",
+		"no variable":                       "",
+		"(env )":                            "",
+	} {
+		if got := EnvName(usage); got != want {
+			t.Errorf("EnvName(%q) = %q, want %q", usage, got, want)
+		}
 	}
 }

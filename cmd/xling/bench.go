@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/xling-ir/xling/bench"
+	"github.com/xling-ir/xling/internal/cli"
+	"github.com/xling-ir/xling/trainer"
+)
+
+// The bench commands measure xling against a baseline in the same run:
+// python3-torch for the encoder and training, unbatched serving for the
+// sidecar, and the flat index for HNSW.
+
+func runBenchEncode(ctx context.Context, fs *flag.FlagSet, args []string) error {
+	var o bench.EncodeOptions
+	addBenchModelFlags(fs, &o.ModelOptions, "transformer", "transformer, or static (against nn.EmbeddingBag)")
+	fs.IntVar(&o.Batch, "batch", 32, "texts per forward pass")
+	fs.IntVar(&o.Seq, "seq", 64, "tokens per text")
+	fs.DurationVar(&o.Time, "time", 10*time.Second, "measuring time per side")
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	if o.Batch <= 0 || o.Seq <= 2 || strings.TrimSpace(o.Size) == "" {
+		return fmt.Errorf("%w: --batch must be positive and --seq above 2", cli.ErrUsage)
+	}
+	return bench.Encode(ctx, os.Stdout, o)
+}
+
+func runBenchServe(ctx context.Context, fs *flag.FlagSet, args []string) error {
+	var o bench.ServeOptions
+	addBenchModelFlags(fs, &o.ModelOptions, "transformer", "transformer, or static (then also measured against a transformer of --size)")
+	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "load time per concurrency level")
+	fs.DurationVar(&o.Soak, "soak", 0, "also run concurrency 32 this long and report RSS growth (e.g. 10m)")
+	levels := fs.String("concurrency", "1,8,32,64", "comma-separated concurrency levels")
+	fs.StringVar(&o.Texts, "texts", "questions", "questions (sent as queries) or sentences (sent as passages), from XQuAD-R")
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	for _, f := range strings.Split(*levels, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			return fmt.Errorf("%w: --concurrency %q", cli.ErrUsage, *levels)
+		}
+		o.Concurrency = append(o.Concurrency, n)
+	}
+	return bench.Serve(ctx, os.Stdout, o)
+}
+
+func runBenchTrain(ctx context.Context, fs *flag.FlagSet, args []string) error {
+	var o bench.EncodeOptions
+	addBenchModelFlags(fs, &o.ModelOptions, "transformer", "transformer, or static (against nn.EmbeddingBag + SparseAdam)")
+	fs.IntVar(&o.Batch, "batch", 32, "pairs per step")
+	fs.IntVar(&o.Seq, "seq", 64, "tokens per text")
+	fs.DurationVar(&o.Time, "time", 15*time.Second, "measuring time per side, in three rounds")
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	if o.Batch < 2 || o.Seq <= 2 {
+		return fmt.Errorf("%w: --batch must be at least 2 and --seq above 2", cli.ErrUsage)
+	}
+	return bench.Train(ctx, os.Stdout, o, trainer.Throughput)
+}
+
+func runBenchIndex(ctx context.Context, fs *flag.FlagSet, args []string) error {
+	var o bench.IndexOptions
+	addBenchModelFlags(fs, &o.ModelOptions, "static", "static (encodes fastest, so Weaviate is what is measured) or transformer")
+	fs.IntVar(&o.Questions, "questions", 0, "evaluate the questions of the first N question ids; 0 means the full protocol (~157,000 queries per index)")
+	wv := addWeaviateFlags(fs)
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	var err error
+	if o.Weaviate, err = wv.connection(true); err != nil {
+		return err
+	}
+	return bench.Index(ctx, os.Stdout, o)
+}
+
+// addBenchModelFlags adds the flags that pick a bench's model: a directory,
+// or a random model of an architecture (arch by default, archUsage saying
+// what it is measured against) and size.
+func addBenchModelFlags(fs *flag.FlagSet, o *bench.ModelOptions, arch, archUsage string) {
+	fs.StringVar(&o.Model, "model", "", "model directory; empty means a random model of --arch and --size (env XLING_MODEL)")
+	fs.StringVar(&o.Arch, "arch", arch, "random model when no --model: "+archUsage)
+	fs.StringVar(&o.Size, "size", "small", "random model size when no --model: tiny, small (4x256) or base (12x768); static: its width")
+	fs.IntVar(&o.Threads, "threads", 1, threadsUsage)
+}

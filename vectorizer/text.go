@@ -1,0 +1,71 @@
+package vectorizer
+
+import (
+	"fmt"
+
+	"github.com/xling-ir/xling/vectorizer/modelconfig"
+	"github.com/xling-ir/xling/vectorizer/tokenize"
+)
+
+// Tokens is one tokenised text ready for the encoder.
+type Tokens struct {
+	IDs       []int64
+	Truncated bool // the text was cut to the maximum length
+}
+
+// TextTokenizer prepares texts for one model: the kind's prefix from
+// xling.json, then tokenizer.json, and the id that pads a batch. The
+// vectorizer and the trainer both use it, so that a model is trained on
+// the ids it is served with.
+type TextTokenizer struct {
+	tok  *tokenize.Tokenizer
+	opts Options
+	pad  int64
+}
+
+// NewTextTokenizer checks that tok fits the model of cfg (every id it can
+// produce is a row of the table) and fixes the pad id: the tokenizer's
+// padding token, else config.json's pad_token_id.
+func NewTextTokenizer(tok *tokenize.Tokenizer, opts Options, cfg modelconfig.Config) (*TextTokenizer, error) {
+	if tok.MaxID() >= int(cfg.VocabSize) {
+		return nil, fmt.Errorf("tokenizer.json can produce token id %d but config.json's vocab_size is %d (ids 0-%d)", tok.MaxID(), cfg.VocabSize, cfg.VocabSize-1)
+	}
+	pad := cfg.PadTokenID
+	if id := tok.PadID(); id >= 0 {
+		pad = int64(id)
+	}
+	return &TextTokenizer{tok: tok, opts: opts, pad: pad}, nil
+}
+
+// Tokenize prepares one text: the kind's prefix, then the tokenizer.
+func (t *TextTokenizer) Tokenize(text string, kind Kind) (Tokens, error) {
+	prefix := t.opts.PassagePrefix
+	if kind == Query {
+		prefix = t.opts.QueryPrefix
+	}
+	// Checked before the prefix is added, or the prefix would hide it.
+	if err := tokenize.Check(text); err != nil {
+		return Tokens{}, err
+	}
+	ids, truncated, err := t.tok.Encode(prefix + text)
+	if err != nil {
+		return Tokens{}, err
+	}
+	out := Tokens{IDs: make([]int64, len(ids)), Truncated: truncated}
+	for i, id := range ids {
+		out.IDs[i] = int64(id)
+	}
+	return out, nil
+}
+
+// PadID fills the positions past a text's end in a batch.
+func (t *TextTokenizer) PadID() int64 { return t.pad }
+
+// MaxTokens is the longest tokenised text; longer ones are truncated.
+func (t *TextTokenizer) MaxTokens() int { return t.tok.MaxLen() }
+
+// Options are the xling.json settings the texts are prepared with.
+func (t *TextTokenizer) Options() Options { return t.opts }
+
+// JSON is tokenizer.json, for writing a model directory.
+func (t *TextTokenizer) JSON() ([]byte, error) { return t.tok.JSON() }
