@@ -39,7 +39,32 @@ type Query struct {
 	Text   string
 	Vector []float32
 	Langs  []string // the pool: candidates of these languages
-	Depth  int      // results wanted
+	Depth  int      // results wanted: the pool's size when it is ranked whole
+}
+
+// WholePool is the depth that ranks every candidate of a setting's pool,
+// as LAReQA and the hybrid-batch paper do: mAP over the complete ranking,
+// and a language bias that no cut caps.
+const WholePool = 0
+
+// RecallDepth is where recall is cut when the whole pool is ranked.
+const RecallDepth = 100
+
+// DepthLabel is "" for the whole pool and "@N" for rankings cut at N, for
+// the headers of tables and charts.
+func DepthLabel(depth int) string {
+	if depth == WholePool {
+		return ""
+	}
+	return fmt.Sprintf("@%d", depth)
+}
+
+// RecallAt is where recall is cut for rankings of depth.
+func RecallAt(depth int) int {
+	if depth == WholePool {
+		return RecallDepth
+	}
+	return depth
 }
 
 // Hit is one ranked candidate: its key (qa.Candidate index, or a MIRACL
@@ -60,8 +85,46 @@ type Run struct {
 	Question int // index into Dataset.Questions
 	Setting  Setting
 	Target   string // the pool's language, or "all"
-	Ranking  []int
-	Scores   []float64
+	// Ranking and Scores hold the first TRECDepth results (Evaluate keeps
+	// no more: whole-pool rankings would take tens of gigabytes), or a
+	// ranking given to Score whole.
+	Ranking []int
+	Scores  []float64
+	// Found maps each relevant candidate the complete ranking holds to its
+	// rank (1-based): what the metrics need. Nil means: read it from
+	// Ranking.
+	Found map[int]int
+}
+
+// TRECDepth is how many results of a ranking Evaluate keeps for the TREC
+// run files: enough for nDCG@10, MRR@10 and Recall@100, while the full
+// XQuAD-R protocol (157,000 rankings a model) stays at 250 MB in memory.
+const TRECDepth = 100
+
+// relevantTo returns the candidates relevant to run r: the question's
+// answer in the target language, or in every language (multi).
+func relevantTo(rel map[string]map[string]int, ds *qa.Dataset, r Run) map[int]bool {
+	q := ds.Questions[r.Question]
+	relevant := map[int]bool{}
+	if r.Setting == Multi {
+		for _, key := range rel[q.ID] {
+			relevant[key] = true
+		}
+	} else {
+		relevant[rel[q.ID][r.Target]] = true
+	}
+	return relevant
+}
+
+// foundRanks maps the relevant candidates in ranking to their ranks.
+func foundRanks(ranking []int, relevant map[int]bool) map[int]int {
+	found := map[int]int{}
+	for i, c := range ranking {
+		if relevant[c] {
+			found[c] = i + 1
+		}
+	}
+	return found
 }
 
 // Scores are one setting's mean metrics.
@@ -69,7 +132,7 @@ type Scores struct {
 	MAP      float64 `json:"map"` // over all relevant candidates, ranking cut at Depth
 	MRR10    float64 `json:"mrr@10"`
 	NDCG10   float64 `json:"ndcg@10"`
-	Recall   float64 `json:"recall@depth"`
+	Recall   float64 `json:"recall@depth"` // at RecallAt(Depth)
 	Queries  int     `json:"queries"`
 	Averaged int     `json:"averaged_over"` // languages or language pairs
 }
@@ -78,15 +141,16 @@ type Scores struct {
 type Report struct {
 	Dataset string             `json:"dataset"`
 	Method  Method             `json:"method"`
-	Depth   int                `json:"depth"`
+	Depth   int                `json:"depth"` // WholePool (0), or where rankings are cut
 	Mono    Scores             `json:"mono"`
 	Cross   Scores             `json:"cross"`
 	Multi   Scores             `json:"multi"`
 	PairMAP map[string]float64 `json:"pair_map"` // "X->Y": mAP, mono pairs included
 	// LanguageBias is, in the multilingual pool, the spread (max rank - min
 	// rank) of a question's relevant candidates, averaged per question
-	// language then over languages. Candidates beyond Depth count at
-	// Depth+1, so it is a lower bound when any fall outside.
+	// language then over languages. Candidates outside the ranking (beyond
+	// Depth, or never retrieved by BM25) count at its length+1, so with a
+	// Depth it is a lower bound, and a model that finds nothing scores 0.
 	LanguageBias float64 `json:"language_bias"`
 	// Top10Share is the share of each language among the multilingual
 	// pool's top 10 results.
@@ -106,15 +170,30 @@ func relevance(ds *qa.Dataset) map[string]map[string]int {
 }
 
 // Evaluate ranks every question of ds in the three settings through r,
-// concurrency queries at a time, and scores the rankings cut at depth.
+// concurrency queries at a time, and scores the rankings: each setting's
+// whole pool with depth WholePool, else the first depth results.
 // vectors holds one query vector per question, or is nil for a method
 // without vectors (BM25).
 func Evaluate(ctx context.Context, r Ranker, ds *qa.Dataset, method Method, vectors [][]float32, depth, concurrency int) (*Report, []Run, error) {
 	if vectors != nil && len(vectors) != len(ds.Questions) {
 		return nil, nil, fmt.Errorf("evaluate: %d query vectors for %d questions", len(vectors), len(ds.Questions))
 	}
-	if depth <= 0 {
-		depth = 100
+	if depth < 0 {
+		return nil, nil, fmt.Errorf("evaluate: depth %d (want %d for the whole pool, or a positive cut)", depth, WholePool)
+	}
+	pool := map[string]int{} // candidates per language
+	for _, c := range ds.Candidates {
+		pool[c.Lang]++
+	}
+	limit := func(langs []string) int {
+		if depth != WholePool {
+			return depth
+		}
+		n := 0
+		for _, l := range langs {
+			n += pool[l]
+		}
+		return n
 	}
 	rel := relevance(ds)
 	var runs []Run
@@ -136,22 +215,30 @@ func Evaluate(ctx context.Context, r Ranker, ds *qa.Dataset, method Method, vect
 	for i := range runs {
 		run := &runs[i]
 		q := ds.Questions[run.Question]
-		query := Query{Text: q.Text, Langs: ds.Languages, Depth: depth}
+		query := Query{Text: q.Text, Langs: ds.Languages}
 		if vectors != nil {
 			query.Vector = vectors[run.Question]
 		}
 		if run.Target != "all" {
 			query.Langs = []string{run.Target}
 		}
+		query.Depth = limit(query.Langs)
+		relevant := relevantTo(rel, ds, *run)
 		g.Go(func() error {
 			hits, err := r.Rank(gctx, query)
 			if err != nil {
-				return fmt.Errorf("question %s (%s) in the %s pool: %w", q.ID, q.Lang, run.Target, err)
+				return fmt.Errorf("question %s (%s), %s setting, %s pool of %d results: %w", q.ID, q.Lang, run.Setting, run.Target, query.Depth, err)
 			}
-			run.Ranking = make([]int, len(hits))
-			run.Scores = make([]float64, len(hits))
+			run.Found = map[int]int{}
+			keep := min(len(hits), TRECDepth)
+			run.Ranking, run.Scores = make([]int, keep), make([]float64, keep)
 			for k, h := range hits {
-				run.Ranking[k], run.Scores[k] = h.Key, h.Score
+				if relevant[h.Key] {
+					run.Found[h.Key] = k + 1
+				}
+				if k < keep {
+					run.Ranking[k], run.Scores[k] = h.Key, h.Score
+				}
 			}
 			return nil
 		})
@@ -181,14 +268,12 @@ func Score(ds *qa.Dataset, runs []Run, method Method, depth int) *Report {
 	shareN := 0
 	for _, r := range runs {
 		q := ds.Questions[r.Question]
-		relevant := map[int]bool{}
-		if r.Setting == Multi {
-			for _, key := range rel[q.ID] {
-				relevant[key] = true
-			}
-		} else {
-			relevant[rel[q.ID][r.Target]] = true
+		relevant := relevantTo(rel, ds, r)
+		found := r.Found
+		if found == nil {
+			found = foundRanks(r.Ranking, relevant)
 		}
+		ranks := slices.Sorted(maps.Values(found))
 		key := q.Lang + "->" + r.Target
 		table := pairs
 		if r.Setting == Multi {
@@ -199,21 +284,21 @@ func Score(ds *qa.Dataset, runs []Run, method Method, depth int) *Report {
 			a = &acc{}
 			table[key] = a
 		}
-		a.ap += AveragePrecision(r.Ranking, relevant)
-		a.rr += ReciprocalRank(r.Ranking, relevant, 10)
-		a.ndcg += NDCG(r.Ranking, relevant, 10)
-		a.rec += Recall(r.Ranking, relevant, depth)
+		a.ap += averagePrecision(ranks, len(relevant))
+		a.rr += reciprocalRank(ranks, 10)
+		a.ndcg += ndcg(ranks, len(relevant), 10)
+		a.rec += recall(ranks, len(relevant), RecallAt(depth))
 		a.n++
 		if r.Setting == Multi {
-			lo, hi := depth+1, 0
-			pos := map[int]int{}
-			for i, c := range r.Ranking {
-				pos[c] = i + 1
+			missing := depth + 1
+			if depth == WholePool {
+				missing = len(ds.Candidates) + 1
 			}
+			lo, hi := missing, 0
 			for c := range relevant {
-				p, ok := pos[c]
+				p, ok := found[c]
 				if !ok {
-					p = depth + 1
+					p = missing
 				}
 				lo, hi = min(lo, p), max(hi, p)
 			}

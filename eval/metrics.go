@@ -88,3 +88,56 @@ func NDCG(ranking []int, relevant map[int]bool, k int) float64 {
 	}
 	return dcg / ideal
 }
+
+// The metrics again, from the ranks (1-based, ascending) at which a
+// ranking holds its relevant candidates, of which there are n: what Score
+// keeps of a whole-pool ranking. Each sums in the order its twin above
+// does, so the two agree to the last bit.
+
+func averagePrecision(ranks []int, n int) float64 {
+	if n == 0 {
+		return 0
+	}
+	sum := 0.0
+	for k, r := range ranks {
+		sum += float64(k+1) / float64(r)
+	}
+	return sum / float64(n)
+}
+
+func reciprocalRank(ranks []int, k int) float64 {
+	if len(ranks) == 0 || ranks[0] > k {
+		return 0
+	}
+	return 1 / float64(ranks[0])
+}
+
+func recall(ranks []int, n, k int) float64 {
+	if n == 0 {
+		return 0
+	}
+	hits := 0
+	for _, r := range ranks {
+		if r <= k {
+			hits++
+		}
+	}
+	return float64(hits) / float64(n)
+}
+
+func ndcg(ranks []int, n, k int) float64 {
+	if n == 0 {
+		return 0
+	}
+	dcg := 0.0
+	for _, r := range ranks {
+		if r <= k {
+			dcg += 1 / math.Log2(float64(r+1))
+		}
+	}
+	ideal := 0.0
+	for i := 0; i < min(k, n); i++ {
+		ideal += 1 / math.Log2(float64(i+2))
+	}
+	return dcg / ideal
+}

@@ -1,8 +1,11 @@
 package eval
 
 import (
+	"maps"
 	"math"
+	"math/rand/v2"
 	"reflect"
+	"slices"
 	"testing"
 )
 
@@ -43,5 +46,35 @@ func TestHandComputed(t *testing.T) {
 func TestRankTies(t *testing.T) {
 	if got := Rank([]float32{0.5, 0.9, 0.5, 0.1}); !reflect.DeepEqual(got, []int{1, 0, 2, 3}) {
 		t.Fatalf("Rank %v", got)
+	}
+}
+
+// TestRankMetricsMatch: the metrics from the ranks of the relevant
+// candidates (what a whole-pool evaluation keeps) equal, to the last bit,
+// the metrics from the rankings themselves.
+func TestRankMetricsMatch(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for trial := range 500 {
+		n := 1 + rng.IntN(300)
+		ranking := rng.Perm(n)[:rng.IntN(n)+1] // a ranking may miss some
+		relevant := map[int]bool{}
+		for range 1 + rng.IntN(12) {
+			relevant[rng.IntN(n)] = true
+		}
+		ranks := slices.Sorted(maps.Values(foundRanks(ranking, relevant)))
+		for _, k := range []int{1, 10, 100} {
+			if a, b := ReciprocalRank(ranking, relevant, k), reciprocalRank(ranks, k); a != b {
+				t.Fatalf("trial %d: RR@%d %v from the ranking, %v from ranks", trial, k, a, b)
+			}
+			if a, b := NDCG(ranking, relevant, k), ndcg(ranks, len(relevant), k); a != b {
+				t.Fatalf("trial %d: nDCG@%d %v from the ranking, %v from ranks", trial, k, a, b)
+			}
+			if a, b := Recall(ranking, relevant, k), recall(ranks, len(relevant), k); a != b {
+				t.Fatalf("trial %d: recall@%d %v from the ranking, %v from ranks", trial, k, a, b)
+			}
+		}
+		if a, b := AveragePrecision(ranking, relevant), averagePrecision(ranks, len(relevant)); a != b {
+			t.Fatalf("trial %d: AP %v from the ranking, %v from ranks", trial, a, b)
+		}
 	}
 }

@@ -25,8 +25,8 @@ func queryID(ds *qa.Dataset, r Run) string {
 }
 
 // WriteTREC writes the runs as a TREC run file and the matching qrels, so
-// that trec_eval or ir_measures can recompute every number (use the
-// depth-cut measures: runs hold Depth results).
+// that trec_eval or ir_measures can recompute the depth-cut numbers (a run
+// holds a ranking's first TRECDepth results).
 func WriteTREC(runPath, qrelsPath string, ds *qa.Dataset, runs []Run, name string) error {
 	rel := relevance(ds)
 	return errors.Join(
@@ -81,13 +81,18 @@ func Markdown(reports []*Report) string {
 		return ""
 	}
 	d := reports[0].Depth
-	fmt.Fprintf(&b, "| dataset | method | mAP@%d mono | mAP@%d cross | mAP@%d multi | MRR@10 multi | nDCG@10 multi | Recall@%d multi | language bias |\n", d, d, d, d)
+	at := DepthLabel(d)
+	fmt.Fprintf(&b, "| dataset | method | mAP%s mono | mAP%s cross | mAP%s multi | MRR@10 multi | nDCG@10 multi | Recall@%d multi | language bias%s |\n", at, at, at, RecallAt(d), at)
 	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range reports {
 		fmt.Fprintf(&b, "| %s | %s | %.4f | %.4f | %.4f | %.4f | %.4f | %.4f | %.1f |\n", r.Dataset, r.Method,
 			r.Mono.MAP, r.Cross.MAP, r.Multi.MAP, r.Multi.MRR10, r.Multi.NDCG10, r.Multi.Recall, r.LanguageBias)
 	}
-	fmt.Fprintf(&b, "\nmAP is averaged over all relevant candidates with each ranking cut at %d results, per language pair (mono, cross) or query language (multi), then macro-averaged. Language bias: spread of the ranks of a question's parallel relevant candidates in the multilingual pool (lower is better; candidates beyond %d count at %d).\n", d, d, d+1)
+	if d == WholePool {
+		b.WriteString("\nEvery question ranks its setting's whole pool (mono: its language; cross: the target language; multi: every language), as LAReQA does. mAP is averaged over all relevant candidates per language pair (mono, cross) or query language (multi), then macro-averaged. Language bias: max − min rank of a question's parallel relevant candidates in the complete multilingual ranking, averaged per question language, then over languages (lower is better).\n")
+	} else {
+		fmt.Fprintf(&b, "\nRankings cut at %d results (`--depth %d`; the published protocol ranks the whole pool): mAP@%d is averaged over all relevant candidates, per language pair (mono, cross) or query language (multi), then macro-averaged. Language bias@%d: spread of the ranks of a question's parallel relevant candidates in the multilingual pool (lower is better; candidates beyond %d count at %d, so it is capped).\n", d, d, d, d, d, d+1)
+	}
 	return b.String()
 }
 
@@ -100,7 +105,7 @@ func WriteCharts(dir string, ds *qa.Dataset, reports []*Report) ([]string, error
 	for _, r := range reports {
 		series = append(series, plot.Series{Name: string(r.Method), Values: []float64{r.Mono.MAP, r.Cross.MAP, r.Multi.MAP}})
 		name := "pairs-" + string(r.Method) + ".png"
-		err := plot.Heatmap(filepath.Join(dir, name), fmt.Sprintf("%s: mAP@%d per language pair (%s)", ds.Name, r.Depth, r.Method),
+		err := plot.Heatmap(filepath.Join(dir, name), fmt.Sprintf("%s: mAP%s per language pair (%s)", ds.Name, DepthLabel(r.Depth), r.Method),
 			"candidate language", "question language", ds.Languages, ds.Languages, func(q, c string) (float64, bool) {
 				v, ok := r.PairMAP[q+"->"+c]
 				return v, ok
@@ -111,7 +116,7 @@ func WriteCharts(dir string, ds *qa.Dataset, reports []*Report) ([]string, error
 		files = append(files, name)
 	}
 	if len(reports) > 0 {
-		if err := plot.Bars(filepath.Join(dir, "map.png"), fmt.Sprintf("%s: mAP@%d by setting", ds.Name, reports[0].Depth), "mAP",
+		if err := plot.Bars(filepath.Join(dir, "map.png"), fmt.Sprintf("%s: mAP%s by setting", ds.Name, DepthLabel(reports[0].Depth)), "mAP",
 			[]string{"mono", "cross", "multi"}, series); err != nil {
 			return nil, err
 		}

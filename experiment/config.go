@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -26,21 +27,30 @@ type Config struct {
 	VocabSize int            `json:"vocab_size"`
 	MaxLength int            `json:"max_length"`
 	Modes     []trainer.Mode `json:"modes"`
-	Alpha     float64        `json:"alpha"` // hybrid: probability of a monolingual batch
-	Seeds     []uint64       `json:"seeds"`
-	Steps     int            `json:"steps"`
-	BatchSize int            `json:"batch_size"`
-	LR        float64        `json:"lr"` // 0: the architecture's default
+	// Alphas are the hybrid mode's probabilities of a monolingual batch,
+	// each "0.5"-style or "size" (the monolingual share of the pairs): one
+	// hybrid model per value, named hybrid-<alpha> when there are several.
+	Alphas    []string `json:"alphas"`
+	Seeds     []uint64 `json:"seeds"`
+	Steps     int      `json:"steps"`
+	BatchSize int      `json:"batch_size"`
+	LR        float64  `json:"lr"` // 0: the architecture's default
 	// Directions pair training data with an evaluation dataset it does
 	// not contain.
 	Directions []Direction `json:"directions"`
 	Candidate  string      `json:"candidate"` // sentence or sentence+context
-	Depth      int         `json:"depth"`     // results per query; mAP is cut there
-	Index      string      `json:"index"`     // flat (exact) or hnsw
+	// Depth is 0 (eval.WholePool) to rank each setting's whole pool, the
+	// published protocol, or N to cut every ranking at N (faster; the
+	// report says @N).
+	Depth int `json:"depth"`
+
+	Index string `json:"index"` // flat (exact) or hnsw
 	// Baselines run inside Weaviate besides the trained models: "bm25"
 	// (once per evaluation dataset) and "hybrid" (Weaviate's hybrid search
 	// with each hybrid-trained model's vectors).
 	Baselines []string `json:"baselines"`
+	// MIRACL, if set, evaluates every model on MIRACL too.
+	MIRACL *MIRACLSet `json:"miracl,omitempty"`
 	// MaxQuestions keeps the questions of the first N question ids of an
 	// evaluation dataset (every pool stays whole); 0 keeps all.
 	MaxQuestions int `json:"max_questions"`
@@ -114,8 +124,16 @@ func (c Config) Validate() error {
 			return fmt.Errorf("mode %q (want mono, x-x, cross or hybrid)", m)
 		}
 	}
-	if c.Steps <= 0 || c.BatchSize < 2 || c.Depth <= 0 {
-		return fmt.Errorf("steps, batch_size (>= 2) and depth must be positive")
+	if slices.Contains(c.Modes, trainer.ModeHybrid) && len(c.Alphas) == 0 {
+		return fmt.Errorf("mode hybrid needs alphas (e.g. [\"0.5\"])")
+	}
+	for _, a := range c.Alphas {
+		if _, err := trainer.ParseAlpha(a, nil); err != nil {
+			return err
+		}
+	}
+	if c.Steps <= 0 || c.BatchSize < 2 || c.Depth < 0 {
+		return fmt.Errorf("steps and batch_size (>= 2) must be positive, and depth 0 (the whole pool) or positive")
 	}
 	for _, d := range c.Directions {
 		if len(d.Train) == 0 || d.Eval == "" {
@@ -142,8 +160,13 @@ const (
 	BudgetFull = "full" // every seed and question: what a conclusion needs
 )
 
-// WithBudget scales c: "demo" keeps the first seed and samples 150
-// question ids per evaluation dataset and drops the hybrid-search baseline;
+// demoDepth is where the demo cuts its rankings.
+const demoDepth = 100
+
+// WithBudget scales c: "demo" keeps the first seed, samples 150 question
+// ids per evaluation dataset, cuts rankings at 100 (the whole pool costs
+// more per query), and drops the hybrid-search baseline and MIRACL (a
+// minute of import per model);
 // "full" is c as it is; a number N is the full study with N times the steps
 // (for a GPU or a longer run).
 func (c Config) WithBudget(budget string) (Config, error) {
@@ -153,7 +176,9 @@ func (c Config) WithBudget(budget string) (Config, error) {
 	case BudgetDemo:
 		c.Seeds = c.Seeds[:1]
 		c.MaxQuestions = 150
+		c.Depth = demoDepth
 		c.Baselines = []string{"bm25"}
+		c.MIRACL = nil
 		return c, nil
 	}
 	n, err := strconv.ParseFloat(budget, 64)
@@ -164,11 +189,52 @@ func (c Config) WithBudget(budget string) (Config, error) {
 	return c, nil
 }
 
-// modeNames are the batch modes as the report's method names.
-func (c Config) modeNames() []string {
-	out := make([]string, len(c.Modes))
-	for i, m := range c.Modes {
-		out[i] = string(m)
+// trained is one model the study trains per seed: a batch mode, and for
+// hybrid its alpha.
+type trained struct {
+	Name  string // the method's name in the report and its run directory
+	Mode  trainer.Mode
+	Alpha string // hybrid only
+}
+
+// models lists the trained models in the config's order, the hybrid mode
+// once per alpha.
+func (c Config) models() []trained {
+	var out []trained
+	for _, m := range c.Modes {
+		if m != trainer.ModeHybrid {
+			out = append(out, trained{Name: string(m), Mode: m})
+			continue
+		}
+		for _, a := range c.Alphas {
+			name := string(m)
+			if len(c.Alphas) > 1 {
+				name += "-" + a
+			}
+			out = append(out, trained{Name: name, Mode: m, Alpha: a})
+		}
 	}
 	return out
+}
+
+// modelNames are the trained models' method names.
+func (c Config) modelNames() []string {
+	var out []string
+	for _, m := range c.models() {
+		out = append(out, m.Name)
+	}
+	return out
+}
+
+// searchModel is the hybrid model whose vectors Weaviate's hybrid search
+// fuses with BM25: the one trained at alpha 0.5 if there is one, else the
+// first hybrid model.
+func (c Config) searchModel() string {
+	name := ""
+	for _, m := range c.models() {
+		if m.Mode == trainer.ModeHybrid && (name == "" || m.Alpha == "0.5") {
+			name = m.Name
+		}
+	}
+	return name
 }

@@ -104,7 +104,9 @@ func Run(ctx context.Context, cfg Config, budget string, opts Options) (*Report,
 	if conn.URL == "" {
 		s.log.Info("starting a local Weaviate", "data", filepath.Join(opts.Out, "weaviate"))
 		srv, err := localweaviate.Start(ctx, localweaviate.Options{DataDir: filepath.Join(opts.Out, "weaviate"), Logger: s.log,
-			Env: map[string]string{"QUERY_MAXIMUM_RESULTS": "10000"}})
+			// The whole multilingual pool in one ranking: MLQA-R holds
+			// about 20,500 candidates a direction, far under this.
+			Env: map[string]string{"QUERY_MAXIMUM_RESULTS": "1000000"}})
 		if err != nil {
 			return nil, err
 		}
@@ -191,6 +193,15 @@ func (s *study) runDir(d Direction, mode string, seed uint64) string {
 	return filepath.Join(s.opts.Out, "runs", d.key(), fmt.Sprintf("%s-seed%d", mode, seed))
 }
 
+// modelDir is a method's exported model: a trained model's last step, or
+// for the untrained baseline the starting model of the first run.
+func (s *study) modelDir(d Direction, method string, seed uint64) string {
+	if method == Untrained {
+		return filepath.Join(s.runDir(d, s.cfg.modelNames()[0], seed), "init")
+	}
+	return filepath.Join(s.runDir(d, method, seed), "model")
+}
+
 // train trains every mode and seed of d that has not finished.
 func (s *study) train(ctx context.Context, d Direction) error {
 	items, err := s.loadTrain(d)
@@ -200,13 +211,19 @@ func (s *study) train(ctx context.Context, d Direction) error {
 	// One split for every model: the same data, whatever the mode or seed.
 	train, valid := trainer.Split(items, 0.05, 1)
 	for _, seed := range s.cfg.Seeds {
-		for _, mode := range s.cfg.Modes {
-			dir := s.runDir(d, string(mode), seed)
+		for _, m := range s.cfg.models() {
+			mode := m.Name
+			dir := s.runDir(d, m.Name, seed)
 			if _, err := os.Stat(filepath.Join(dir, "done.json")); err == nil {
 				continue
 			}
 			c := trainer.DefaultConfig()
-			c.Arch, c.Mode, c.Alpha, c.Seed = s.cfg.Arch, mode, s.cfg.Alpha, seed
+			c.Arch, c.Mode, c.Seed = s.cfg.Arch, m.Mode, seed
+			if m.Mode == trainer.ModeHybrid {
+				if c.Alpha, err = trainer.ParseAlpha(m.Alpha, train); err != nil {
+					return err
+				}
+			}
 			c.Steps, c.BatchSize, c.Size, c.VocabSize, c.MaxLength = s.cfg.Steps, s.cfg.BatchSize, s.cfg.Size, s.cfg.VocabSize, s.cfg.MaxLength
 			c.LR = s.cfg.LR // 0: the trainer's default for the architecture
 			c.CheckpointEvery, c.EvalEvery, c.LogEvery = max(c.Steps/5, 1), c.Steps, max(c.Steps/10, 1)
@@ -237,6 +254,20 @@ func (s *study) checksums() (map[string]string, error) {
 		return nil
 	}
 	seen := map[string]bool{}
+	if m := s.cfg.MIRACL; m != nil {
+		if err := add(s.source(m.Corpus)); err != nil {
+			return nil, err
+		}
+		for _, kind := range []string{"topics", "qrels"} {
+			files, _ := filepath.Glob(filepath.Join(s.source(m.Topics), kind, "*"))
+			sort.Strings(files)
+			for _, f := range files {
+				if err := add(f); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
 	for _, d := range s.cfg.Directions {
 		for _, src := range append(append([]string{}, d.Train...), d.Eval) {
 			path := s.source(src)
@@ -287,22 +318,30 @@ func (e *evaluator) direction(ctx context.Context, d Direction) (*DirectionResul
 	ds := full.Sample(e.cfg.MaxQuestions)
 	dr := &DirectionResult{Direction: d, Name: d.Name(), Questions: len(ds.Questions), AllQuestions: len(full.Questions), Languages: ds.Languages}
 	for _, seed := range e.cfg.Seeds {
-		models := append([]string{Untrained}, e.cfg.modeNames()...)
+		models := append([]string{Untrained}, e.cfg.modelNames()...)
 		for _, method := range models {
-			dir := filepath.Join(e.runDir(d, string(e.cfg.Modes[0]), seed), "init")
-			if method != Untrained {
-				dir = filepath.Join(e.runDir(d, method, seed), "model")
-			}
+			dir := e.modelDir(d, method, seed)
 			r, err := e.model(ctx, d, ds, method, seed, dir)
 			if err != nil {
 				return nil, err
 			}
 			dr.Results = append(dr.Results, *r)
-			if method == string(trainer.ModeHybrid) && contains(e.cfg.Baselines, "hybrid") {
+			if method == e.cfg.searchModel() && contains(e.cfg.Baselines, "hybrid") {
 				if r, err = e.baseline(ctx, d, ds, HybridSearch, seed, r.Collection, dir); err != nil {
 					return nil, err
 				}
 				dr.Results = append(dr.Results, *r)
+			}
+		}
+		if e.cfg.MIRACL != nil {
+			for _, method := range models {
+				// BM25 ignores vectors: one run, beside the first untrained model.
+				bm25 := method == Untrained && seed == e.cfg.Seeds[0] && contains(e.cfg.Baselines, "bm25")
+				rs, err := e.miracl(ctx, d, method, seed, e.modelDir(d, method, seed), bm25)
+				if err != nil {
+					return nil, err
+				}
+				dr.MIRACL = append(dr.MIRACL, rs...)
 			}
 		}
 		if seed == e.cfg.Seeds[0] && contains(e.cfg.Baselines, "bm25") {
@@ -314,8 +353,8 @@ func (e *evaluator) direction(ctx context.Context, d Direction) (*DirectionResul
 			dr.Results = append(dr.Results, *r)
 		}
 	}
-	for _, mode := range e.cfg.Modes {
-		dr.Curves = append(dr.Curves, curve{Mode: string(mode), Path: filepath.Join(e.runDir(d, string(mode), e.cfg.Seeds[0]), "train.jsonl")})
+	for _, name := range e.cfg.modelNames() {
+		dr.Curves = append(dr.Curves, curve{Mode: name, Path: filepath.Join(e.runDir(d, name, e.cfg.Seeds[0]), "train.jsonl")})
 	}
 	return dr, nil
 }

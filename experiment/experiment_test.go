@@ -3,6 +3,7 @@ package experiment
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -25,12 +26,17 @@ func tinyStudy() Config {
 	c.Modes, c.Seeds = []trainer.Mode{trainer.ModeMono, trainer.ModeHybrid}, []uint64{1}
 	c.Directions = []Direction{{Train: []string{"xquad-r"}, Eval: "mlqa-r"}}
 	c.MaxQuestions = 20
+	// Cut at 100: whole-pool rankings of MLQA-R's 20,534 candidates made
+	// this test take minutes; indexer's TestEvaluateInWeaviate checks the
+	// whole-pool protocol in Weaviate against Go.
+	c.Depth = 100
+	c.MIRACL.Langs = []string{"yo", "bn"} // 2,432 passages
 	return c
 }
 
-// TestStudyEndToEnd runs a tiny study against a real Weaviate, checks the
-// report's files and numbers, recomputes one model's numbers the way
-// `xling eval` does, and resumes without redoing anything.
+// TestStudyEndToEnd runs a tiny study against a real Weaviate, checks the report's files and numbers, recomputes
+// one model's numbers the way `xling eval` does, and resumes without
+// redoing anything.
 func TestStudyEndToEnd(t *testing.T) {
 	data := sharedtest.Dir(t)
 	srv := weaviatetest.Start(t, localweaviate.Options{})
@@ -57,12 +63,21 @@ func TestStudyEndToEnd(t *testing.T) {
 			t.Errorf("report lacks %s", m)
 		}
 	}
+	// MIRACL: every model and BM25, labelled partial.
+	if got := len(d.MIRACLSummary); got != 4 {
+		t.Errorf("MIRACL summary has %d methods, want untrained, mono, hybrid and bm25: %+v", got, d.MIRACLSummary)
+	}
+	for _, s := range d.MIRACLSummary {
+		if s.Method == BM25 && s.NDCG10.Mean < 0.2 {
+			t.Errorf("BM25 nDCG@10 %.4f on MIRACL yo+bn: the evaluation is broken", s.NDCG10.Mean)
+		}
+	}
 	bm25, _ := d.summary(BM25)
 	if bm25.Mono.Mean < 0.1 {
 		t.Errorf("BM25 monolingual mAP %.4f: the evaluation is broken", bm25.Mono.Mean)
 	}
 	md, _ := os.ReadFile(filepath.Join(out, "report.md"))
-	for _, want := range []string{"cannot tell these differences", "| hybrid |", "sha-256", "xling eval --dataset"} {
+	for _, want := range []string{"cannot tell these differences", "| hybrid |", "sha-256", "xling eval --dataset", "rankings cut at 100", "| mAP@100 multi |", "MIRACL dev, monolingual (a PARTIAL corpus"} {
 		if !strings.Contains(strings.ToLower(string(md)), strings.ToLower(want)) {
 			t.Errorf("report.md lacks %q", want)
 		}
@@ -96,7 +111,7 @@ func TestStudyEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer search.Close()
-	again, _, err := eval.Evaluate(context.Background(), search.Ranker(hybrid.Collection, eval.Dense, ds), ds, eval.Dense, qv, 100, 8)
+	again, _, err := eval.Evaluate(context.Background(), search.Ranker(hybrid.Collection, eval.Dense, ds), ds, eval.Dense, qv, tinyStudy().Depth, 8)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +153,7 @@ func TestConfig(t *testing.T) {
 		t.Fatalf("the full study needs 3 seeds, 4 modes, both directions: %+v", c)
 	}
 	demo, err := c.WithBudget(BudgetDemo)
-	if err != nil || len(demo.Seeds) != 1 || demo.MaxQuestions == 0 {
+	if err != nil || len(demo.Seeds) != 1 || demo.MaxQuestions == 0 || demo.Depth != 100 || c.Depth != eval.WholePool {
 		t.Errorf("demo budget: %+v, %v", demo, err)
 	}
 	if x4, err := c.WithBudget("4"); err != nil || x4.Steps != 4*c.Steps {
@@ -157,5 +172,47 @@ func TestConfig(t *testing.T) {
 	os.WriteFile(path, []byte(`{"arch":"static","stepz":10}`), 0o644)
 	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), "stepz") {
 		t.Errorf("unknown field: %v", err)
+	}
+}
+
+// TestAlphaGrid: several alphas train one hybrid model each, Weaviate's
+// hybrid search fuses the alpha-0.5 one, and the report places the grid
+// between cross (alpha 0) and x-x (alpha 1) and compares it with the
+// paper's finding.
+func TestAlphaGrid(t *testing.T) {
+	c := Default()
+	c.Alphas = []string{"0.3", "0.5", "0.7", "size"}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.modelNames(), ","); got != "mono,x-x,cross,hybrid-0.3,hybrid-0.5,hybrid-0.7,hybrid-size" {
+		t.Fatalf("models %s", got)
+	}
+	if got := c.searchModel(); got != "hybrid-0.5" {
+		t.Errorf("hybrid search fuses %s, want hybrid-0.5", got)
+	}
+	c.Alphas = []string{"1.5"}
+	if err := c.Validate(); err == nil {
+		t.Error("alpha 1.5 accepted")
+	}
+	c.Alphas = []string{"0.3", "0.5", "0.7"}
+	d := DirectionResult{}
+	for name, multi := range map[string]float64{"cross": 0.05, "hybrid-0.3": 0.10, "hybrid-0.5": 0.12, "hybrid-0.7": 0.11, "x-x": 0.08} {
+		d.Summary = append(d.Summary, Summary{Method: name, Multi: Stat{Mean: multi}})
+	}
+	r := &Report{Config: c}
+	pts := r.alphaGrid(d)
+	var alphas []float64
+	for _, p := range pts {
+		alphas = append(alphas, p.Alpha)
+	}
+	if fmt.Sprint(alphas) != "[0 0.3 0.5 0.7 1]" {
+		t.Fatalf("grid at %v", alphas)
+	}
+	text := r.alphaText(d)
+	for _, want := range []string{"best multilingual mAP is at alpha 0.50 (hybrid-0.5, 0.1200)", "agrees with the paper", "| 0.00 | cross |"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("alpha text lacks %q:\n%s", want, text)
+		}
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"runtime"
 	"runtime/debug"
 	"slices"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -41,7 +43,10 @@ type DirectionResult struct {
 	Languages    []string  `json:"languages"`
 	Results      []Result  `json:"results"`
 	Summary      []Summary `json:"summary"`
-	Curves       []curve   `json:"-"`
+	// MIRACL holds every model's MIRACL evaluation (config miracl).
+	MIRACL        []MIRACLResult  `json:"miracl,omitempty"`
+	MIRACLSummary []MIRACLSummary `json:"miracl_summary,omitempty"`
+	Curves        []curve         `json:"-"`
 }
 
 type curve struct{ Mode, Path string }
@@ -84,7 +89,7 @@ func stat(xs []float64) Stat {
 
 // order is how methods are listed: the baseline first, then the modes.
 func (r *Report) order() []string {
-	return append(append([]string{Untrained}, r.Config.modeNames()...), HybridSearch, BM25)
+	return append(append([]string{Untrained}, r.Config.modelNames()...), HybridSearch, BM25)
 }
 
 func (r *Report) summarise() {
@@ -115,6 +120,7 @@ func (r *Report) summarise() {
 			d.Summary = append(d.Summary, Summary{Method: m, Seeds: len(mono), Mono: stat(mono), Cross: stat(cross), Multi: stat(multi),
 				NDCG10: stat(ndcg), Recall: stat(rec), MRR10: stat(mrr), Bias: stat(bias), Pairs: pairs})
 		}
+		d.summariseMIRACL(r.order())
 	}
 	r.Conclusion = r.conclude()
 }
@@ -137,7 +143,7 @@ func (r *Report) conclude() string {
 	seeds := len(r.Config.Seeds)
 	for _, d := range r.Directions {
 		mono, ok1 := d.summary(string(trainer.ModeMono))
-		hyb, ok2 := d.summary(string(trainer.ModeHybrid))
+		hyb, ok2 := d.summary(r.Config.searchModel())
 		if !ok1 || !ok2 {
 			continue
 		}
@@ -203,7 +209,7 @@ func (r *Report) charts(dir string) (map[string][]string, error) {
 			series = append(series, plot.Series{Name: s.Method, Values: []float64{s.Mono.Mean, s.Cross.Mean, s.Multi.Mean}})
 		}
 		bars := key + "-map.png"
-		if err := plot.Bars(filepath.Join(dir, bars), "mAP@"+fmt.Sprint(r.Config.Depth)+" on "+d.Direction.Eval+" (mean over seeds)", "mAP", groups, series); err != nil {
+		if err := plot.Bars(filepath.Join(dir, bars), "mAP"+eval.DepthLabel(r.Config.Depth)+" on "+d.Direction.Eval+" (mean over seeds)", "mAP", groups, series); err != nil {
 			return nil, err
 		}
 		out[d.Name] = append(out[d.Name], bars)
@@ -227,6 +233,24 @@ func (r *Report) charts(dir string) (map[string][]string, error) {
 			}
 			l.Name = c.Mode
 			lines = append(lines, l)
+		}
+		if pts := r.alphaGrid(d); len(pts) > 2 {
+			var mapLine, biasLine plot.Line
+			for _, p := range pts {
+				mapLine.X, mapLine.Y = append(mapLine.X, p.Alpha), append(mapLine.Y, p.Multi.Mean)
+				biasLine.X, biasLine.Y = append(biasLine.X, p.Alpha), append(biasLine.Y, p.Bias.Mean)
+			}
+			mapLine.Name, biasLine.Name = "multilingual mAP"+eval.DepthLabel(r.Config.Depth), "language bias"
+			for _, c := range []struct {
+				file, y string
+				line    plot.Line
+			}{{key + "-alpha-map.png", "mAP", mapLine}, {key + "-alpha-bias.png", "ranks", biasLine}} {
+				title := fmt.Sprintf("%s against alpha on %s (0: cross, 1: x-x)", c.line.Name, d.Direction.Eval)
+				if err := plot.Lines(filepath.Join(dir, c.file), title, "alpha (probability of a monolingual batch)", c.y, []plot.Line{c.line}); err != nil {
+					return nil, err
+				}
+				out[d.Name] = append(out[d.Name], c.file)
+			}
 		}
 		curves := key + "-training.png"
 		if err := plot.Lines(filepath.Join(dir, curves), "training loss ("+strings.Join(d.Direction.Train, "+")+", first seed)", "step", "InfoNCE loss", lines); err != nil {
@@ -255,14 +279,96 @@ func readCurve(path string) (plot.Line, error) {
 	return l, sc.Err()
 }
 
+// alphaPoint is one model on the alpha axis.
+type alphaPoint struct {
+	Alpha  float64
+	Method string
+	Summary
+}
+
+// alphaGrid places the hybrid models by alpha, with cross-lingual batches
+// at 0 and monolingual (x-x) batches at 1, as the paper draws them; "size"
+// has no fixed place and is left out.
+func (r *Report) alphaGrid(d DirectionResult) []alphaPoint {
+	var pts []alphaPoint
+	add := func(alpha float64, method string) {
+		if s, ok := d.summary(method); ok {
+			pts = append(pts, alphaPoint{Alpha: alpha, Method: method, Summary: s})
+		}
+	}
+	add(0, string(trainer.ModeCross))
+	for _, m := range r.Config.models() {
+		if a, err := strconv.ParseFloat(m.Alpha, 64); err == nil && m.Mode == trainer.ModeHybrid {
+			add(a, m.Name)
+		}
+	}
+	add(1, string(trainer.ModeXX))
+	sort.SliceStable(pts, func(i, j int) bool { return pts[i].Alpha < pts[j].Alpha })
+	return pts
+}
+
+// alphaText tabulates the alpha grid and says whether it agrees with the
+// paper: 0.5 best, and stable over 0.4-0.6.
+func (r *Report) alphaText(d DirectionResult) string {
+	pts := r.alphaGrid(d)
+	hybrids := 0
+	for _, p := range pts {
+		if p.Alpha > 0 && p.Alpha < 1 {
+			hybrids++
+		}
+	}
+	if hybrids < 2 {
+		return ""
+	}
+	var b strings.Builder
+	at := eval.DepthLabel(r.Config.Depth)
+	fmt.Fprintf(&b, "### Hybrid batches against alpha\n\n| alpha | model | mAP%s multi | mAP%s mono | mAP%s cross | language bias%s |\n|---|---|---|---|---|---|\n", at, at, at, at)
+	best, near := pts[0], []alphaPoint{}
+	for _, p := range pts {
+		fmt.Fprintf(&b, "| %.2f | %s | %s | %s | %s | %s |\n", p.Alpha, p.Method, pm(p.Multi, 4), pm(p.Mono, 4), pm(p.Cross, 4), pm(p.Bias, 1))
+		if p.Multi.Mean > best.Multi.Mean {
+			best = p
+		}
+		if p.Alpha >= 0.4 && p.Alpha <= 0.6 {
+			near = append(near, p)
+		}
+	}
+	fmt.Fprintf(&b, "\nThe paper found alpha 0.5 best for multilingual retrieval and stable over 0.4–0.6. Here the best multilingual mAP is at alpha %.2f (%s, %.4f).", best.Alpha, best.Method, best.Multi.Mean)
+	if len(near) > 1 {
+		lo, hi := near[0].Multi.Mean, near[0].Multi.Mean
+		for _, p := range near {
+			lo, hi = math.Min(lo, p.Multi.Mean), math.Max(hi, p.Multi.Mean)
+		}
+		fmt.Fprintf(&b, " Over 0.4–0.6 it moves by %.4f (%.1f%% of the best).", hi-lo, 100*(hi-lo)/math.Max(best.Multi.Mean, 1e-9))
+	}
+	agree := best.Alpha >= 0.4 && best.Alpha <= 0.6
+	if agree {
+		b.WriteString(" That agrees with the paper: the best alpha lies in 0.4–0.6.")
+	} else {
+		b.WriteString(" That does not agree with the paper: the best alpha lies outside 0.4–0.6.")
+	}
+	if len(r.Config.Seeds) < 3 {
+		b.WriteString(" (One seed: the differences may be seed noise.)")
+	}
+	return b.String() + "\n\n"
+}
+
+// depthText says how deep the rankings go.
+func depthText(depth int) string {
+	if depth == eval.WholePool {
+		return "every question ranking its setting's whole pool, as LAReQA and the paper do"
+	}
+	return fmt.Sprintf("rankings cut at %d results: mAP@%d and a language bias capped at %d, not comparable with the paper's whole-pool figures", depth, depth, depth)
+}
+
 func (r *Report) markdown(pngs map[string][]string) string {
 	var b strings.Builder
 	c := r.Config
 	fmt.Fprintf(&b, "# xling study: multilingual vs monolingual retrieval training, zero-shot\n\n")
-	fmt.Fprintf(&b, "Budget **%s**: %s encoder (%s), %d steps of %d pairs per model, modes %s, seeds %v, evaluated inside Weaviate (%s index, %s candidates, rankings cut at %d).",
-		r.Budget, c.Arch, c.Size, c.Steps, c.BatchSize, strings.Join(c.modeNames(), ", "), c.Seeds, c.Index, c.Candidate, c.Depth)
+	fmt.Fprintf(&b, "Budget **%s**: %s encoder (%s), %d steps of %d pairs per model, modes %s, seeds %v, evaluated inside Weaviate (%s index, %s candidates, %s).",
+		r.Budget, c.Arch, c.Size, c.Steps, c.BatchSize, strings.Join(c.modelNames(), ", "), c.Seeds, c.Index, c.Candidate, depthText(c.Depth))
 	if r.Budget == BudgetDemo {
-		b.WriteString(" This is the reduced demo: one seed and a sample of questions, so it cannot conclude; `xling experiment --budget full` runs the whole study.")
+		b.WriteString(" This is the reduced demo, not the study: one seed, a sample of questions, rankings cut at 100 where the study ranks whole pools (so mAP@100 and a capped language bias), no MIRACL and no hybrid-search baseline. It cannot conclude; `xling experiment --budget full` runs the whole study.")
 	}
 	fmt.Fprintf(&b, " Took %s.\n\n", r.Finished.Sub(r.Started).Round(time.Second))
 	b.WriteString("## Answer\n\n" + r.Conclusion + "\n\n")
@@ -274,15 +380,16 @@ func (r *Report) markdown(pngs map[string][]string) string {
 		}
 		fmt.Fprintf(&b, "%d of %d questions%s in %s. mAP: LAReQA's, over all relevant candidates, per language pair (mono, cross) or query language (multi), then macro-averaged; language bias: max − min rank of a question's parallel relevant candidates in the multilingual pool (lower is better). ± is the standard deviation over seeds.\n\n",
 			d.Questions, d.AllQuestions, sample, strings.Join(d.Languages, ", "))
-		b.WriteString("| method | seeds | mAP mono | mAP cross | mAP multi | nDCG@10 multi | Recall@" + fmt.Sprint(c.Depth) + " multi | MRR@10 multi | language bias |\n|---|---|---|---|---|---|---|---|---|\n")
+		at := eval.DepthLabel(c.Depth)
+		fmt.Fprintf(&b, "| method | seeds | mAP%s mono | mAP%s cross | mAP%s multi | nDCG@10 multi | Recall@%d multi | MRR@10 multi | language bias%s |\n|---|---|---|---|---|---|---|---|---|\n", at, at, at, eval.RecallAt(c.Depth), at)
 		for _, s := range d.Summary {
 			fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", s.Method, s.Seeds, pm(s.Mono, 4), pm(s.Cross, 4), pm(s.Multi, 4), pm(s.NDCG10, 4), pm(s.Recall, 4), pm(s.MRR10, 4), pm(s.Bias, 1))
 		}
-		b.WriteString("\n")
+		b.WriteString("\n" + r.alphaText(d) + r.miraclText(d))
 		for _, p := range pngs[d.Name] {
 			fmt.Fprintf(&b, "![%s](%s)\n", p, p)
 		}
-		b.WriteString("\nEvery number above is recomputable: the TREC run files (`trec_eval -m map -m ndcg_cut.10 -m recall.100`) and, with Weaviate running on this study's data directory, `xling eval`:\n\n")
+		b.WriteString("\nEvery number above is recomputable: the TREC run files (`trec_eval -m map -m ndcg_cut.10 -m recall.100`; a run file holds a ranking's first 100 results, so there trec_eval's map is AP@100; the whole-pool mAP is recomputed by `xling eval`) and, with Weaviate running on this study's data directory, `xling eval`:\n\n")
 		seen := map[string]bool{}
 		for _, res := range d.Results {
 			if seen[res.Method] {

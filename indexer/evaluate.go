@@ -19,37 +19,62 @@ type Ranker struct {
 	class  string
 	method eval.Method
 	keys   map[string]int // object id -> candidate key
+	pool   map[string]int // objects per language
 	holds  string         // what the keys describe, for errors
 }
 
 // Ranker returns a Ranker over class by method, for the candidates of ds
 // (indexed by Docs).
 func (s *Searcher) Ranker(class string, method eval.Method, ds *qa.Dataset) *Ranker {
-	keys := map[string]int{}
+	keys, pool := map[string]int{}, map[string]int{}
 	for _, d := range Docs(ds, Sentence) {
 		keys[d.ID.String()] = d.Key
+		pool[d.Lang]++
 	}
-	return &Ranker{search: s, class: class, method: method, keys: keys,
+	return &Ranker{search: s, class: class, method: method, keys: keys, pool: pool,
 		holds: fmt.Sprintf("%s (%s)", ds.Name, strings.Join(ds.Languages, ","))}
 }
 
 // MIRACLRanker returns a Ranker over class by method for the MIRACL
 // passages docids[lang] loaded; a hit's key indexes the returned docids.
 func (s *Searcher) MIRACLRanker(class string, method eval.Method, loaded map[string]map[string]bool) (*Ranker, []string) {
-	keys := map[string]int{}
+	keys, pool := map[string]int{}, map[string]int{}
 	var docids []string
 	for _, lang := range slices.Sorted(maps.Keys(loaded)) {
 		for _, d := range slices.Sorted(maps.Keys(loaded[lang])) {
 			keys[MIRACLID(lang, d).String()] = len(docids)
 			docids = append(docids, d)
 		}
+		pool[lang] = len(loaded[lang])
 	}
-	return &Ranker{search: s, class: class, method: method, keys: keys, holds: "the MIRACL passages loaded"}, docids
+	return &Ranker{search: s, class: class, method: method, keys: keys, pool: pool, holds: "the MIRACL passages loaded"}, docids
 }
 
-// Rank runs q in Weaviate.
+// Rank runs q in Weaviate. Equal scores are ordered by key, and a cut
+// never splits them by Weaviate's order: results are fetched past the cut
+// until the scores there differ.
 func (r *Ranker) Rank(ctx context.Context, q eval.Query) ([]eval.Hit, error) {
-	wq := Query{Class: r.class, Limit: q.Depth, Langs: q.Langs}
+	pool := 0
+	for _, l := range q.Langs {
+		pool += r.pool[l]
+	}
+	for extra := 8; ; extra *= 4 {
+		limit := min(q.Depth+extra, max(pool, q.Depth))
+		hits, err := r.rank(ctx, q, limit)
+		if err != nil {
+			return nil, err
+		}
+		if len(hits) <= q.Depth {
+			return hits, nil
+		}
+		if len(hits) < limit || limit == max(pool, q.Depth) || hits[len(hits)-1].Score != hits[q.Depth-1].Score {
+			return hits[:q.Depth], nil
+		}
+	}
+}
+
+func (r *Ranker) rank(ctx context.Context, q eval.Query, limit int) ([]eval.Hit, error) {
+	wq := Query{Class: r.class, Limit: limit, Langs: q.Langs}
 	switch r.method {
 	case eval.BM25:
 		wq.Text = q.Text

@@ -153,6 +153,14 @@ func (im *Importer) EnsureCollection(ctx context.Context, s Schema) error {
 	return nil
 }
 
+// Drop deletes the collection and its objects.
+func (im *Importer) Drop(ctx context.Context) error {
+	if err := im.Client.Schema().ClassDeleter().WithClassName(im.Class).Do(ctx); err != nil {
+		return fmt.Errorf("weaviate: delete collection %s: %w", im.Class, err)
+	}
+	return nil
+}
+
 // Import writes docs (with vectors, unless the collection vectorises) in
 // batches. A failed batch is retried with exponential backoff, so a slow or
 // restarting Weaviate costs time, not objects; ids are deterministic, so a

@@ -72,7 +72,7 @@ func score(items []Item, qv, pv [][]float32) (*Evaluation, error) {
 	if err != nil {
 		return nil, err
 	}
-	rep, _, err := eval.Evaluate(context.Background(), dotRanker{ds: ds, qv: qv, pv: pv}, ds, eval.Dense, qv, len(items), runtime.GOMAXPROCS(0))
+	rep, _, err := eval.Evaluate(context.Background(), dotRanker{ds: ds, qv: qv, pv: pv}, ds, eval.Dense, qv, eval.WholePool, runtime.GOMAXPROCS(0))
 	if err != nil {
 		return nil, err
 	}

@@ -21,7 +21,7 @@ func runEval(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	model := addModelFlags(fs, "model directory for query vectors; empty evaluates BM25 only")
 	bm25 := fs.Bool("bm25", true, "also evaluate Weaviate's BM25 as a baseline")
 	hybrid := fs.Bool("hybrid", true, "with --model, also evaluate Weaviate's hybrid search (BM25 + vector, alpha 0.5)")
-	depth := fs.Int("depth", 100, "results per query; mAP and recall are cut there")
+	depth := fs.Int("depth", eval.WholePool, "0 ranks each setting's whole pool (LAReQA's protocol; recall at 100); N cuts every ranking at N results, and the report says @N")
 	concurrency := fs.Int("concurrency", 8, "queries in flight")
 	sample := fs.Int("max-questions", 0, "evaluate the questions of the first N question ids only (every pool whole), as a sampled study does; 0 means all")
 	out := fs.String("out", "eval", "directory for report.json, report.md and TREC run/qrels files")

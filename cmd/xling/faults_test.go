@@ -276,7 +276,7 @@ func TestExperimentSurvivesKill9(t *testing.T) {
 	}
 	config := filepath.Join(t.TempDir(), "tiny.json")
 	os.WriteFile(config, []byte(`{"arch": "static", "size": "tiny", "vocab_size": 3000, "max_length": 64,
-		"modes": ["mono", "hybrid"], "alpha": 0.5, "seeds": [1], "steps": 60, "batch_size": 16, "lr": 0,
+		"modes": ["mono", "hybrid"], "alphas": ["0.5"], "seeds": [1], "steps": 60, "batch_size": 16, "lr": 0,
 		"directions": [{"train": ["xquad-r"], "eval": "mlqa-r"}], "candidate": "sentence", "depth": 100,
 		"index": "flat", "baselines": ["bm25"], "max_questions": 20}`), 0o644)
 	args := func(out string) []string {
