@@ -44,24 +44,12 @@ func Index(ctx context.Context, w io.Writer, opts IndexOptions) error {
 		return err
 	}
 	defer cleanup()
-	conn := opts.Weaviate
-	if conn.URL == "" {
-		srv, err := localweaviate.Start(ctx, localweaviate.Options{})
-		if err != nil {
-			return err
-		}
-		defer srv.Stop()
-		conn = indexer.Connection{URL: srv.URL(), GRPC: srv.GRPCHost}
-	}
-	client, err := indexer.Connect(conn)
+	db, err := indexer.Open(ctx, opts.Weaviate, localweaviate.Options{})
 	if err != nil {
 		return err
 	}
-	search, err := indexer.DialSearch(conn)
-	if err != nil {
-		return err
-	}
-	defer search.Close()
+	defer db.Close()
+	client, search := db.Client, db.Search
 
 	docs := indexer.Docs(ds, indexer.Sentence)
 	texts := indexer.Texts(docs)

@@ -101,6 +101,27 @@ type Run struct {
 // XQuAD-R protocol (157,000 rankings a model) stays at 250 MB in memory.
 const TRECDepth = 100
 
+// keep records, from a complete or cut ranking of hits, the ranks of r's
+// relevant candidates and r's first TRECDepth results; hits of other
+// languages than r's target are skipped.
+func (r *Run) keep(hits []Hit, relevant map[int]bool, ds *qa.Dataset) {
+	r.Found = map[int]int{}
+	r.Ranking, r.Scores = make([]int, 0, min(len(hits), TRECDepth)), make([]float64, 0, min(len(hits), TRECDepth))
+	rank := 0
+	for _, h := range hits {
+		if r.Target != "all" && ds.Candidates[h.Key].Lang != r.Target {
+			continue
+		}
+		rank++
+		if relevant[h.Key] {
+			r.Found[h.Key] = rank
+		}
+		if len(r.Ranking) < TRECDepth {
+			r.Ranking, r.Scores = append(r.Ranking, h.Key), append(r.Scores, h.Score)
+		}
+	}
+}
+
 // relevantTo returns the candidates relevant to run r: the question's
 // answer in the target language, or in every language (multi).
 func relevantTo(rel map[string]map[string]int, ds *qa.Dataset, r Run) map[int]bool {
@@ -210,8 +231,18 @@ func Evaluate(ctx context.Context, r Ranker, ds *qa.Dataset, method Method, vect
 		}
 		runs = append(runs, Run{Question: qi, Setting: Multi, Target: "all"})
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(max(concurrency, 1))
+	// A dense or BM25 score does not depend on the rest of the pool (BM25's
+	// statistics are the collection's), so a pool's complete ranking is
+	// the multilingual ranking restricted to the pool's language: one
+	// ranking a question serves all its settings. Hybrid's fusion scales
+	// scores by the results it fuses, and a cut ranking cannot be
+	// restricted, so those rank every setting's pool on its own.
+	shared := depth == WholePool && method != Hybrid
+	type job struct {
+		query Query
+		runs  []*Run // one ranking, restricted to each run's target
+	}
+	var jobs []job
 	for i := range runs {
 		run := &runs[i]
 		q := ds.Questions[run.Question]
@@ -219,26 +250,33 @@ func Evaluate(ctx context.Context, r Ranker, ds *qa.Dataset, method Method, vect
 		if vectors != nil {
 			query.Vector = vectors[run.Question]
 		}
-		if run.Target != "all" {
+		if shared {
+			if n := len(jobs); n > 0 && jobs[n-1].runs[0].Question == run.Question {
+				jobs[n-1].runs = append(jobs[n-1].runs, run)
+				continue
+			}
+		} else if run.Target != "all" {
 			query.Langs = []string{run.Target}
 		}
 		query.Depth = limit(query.Langs)
-		relevant := relevantTo(rel, ds, *run)
+		jobs = append(jobs, job{query: query, runs: []*Run{run}})
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(concurrency, 1))
+	for _, j := range jobs {
 		g.Go(func() error {
-			hits, err := r.Rank(gctx, query)
+			hits, err := r.Rank(gctx, j.query)
 			if err != nil {
-				return fmt.Errorf("question %s (%s), %s setting, %s pool of %d results: %w", q.ID, q.Lang, run.Setting, run.Target, query.Depth, err)
+				run := j.runs[0]
+				q := ds.Questions[run.Question]
+				target := strings.Join(j.query.Langs, ",")
+				if len(j.runs) == 1 {
+					target = run.Target
+				}
+				return fmt.Errorf("question %s (%s), pool %s of %d results: %w", q.ID, q.Lang, target, j.query.Depth, err)
 			}
-			run.Found = map[int]int{}
-			keep := min(len(hits), TRECDepth)
-			run.Ranking, run.Scores = make([]int, keep), make([]float64, keep)
-			for k, h := range hits {
-				if relevant[h.Key] {
-					run.Found[h.Key] = k + 1
-				}
-				if k < keep {
-					run.Ranking[k], run.Scores[k] = h.Key, h.Score
-				}
+			for _, run := range j.runs {
+				run.keep(hits, relevantTo(rel, ds, *run), ds)
 			}
 			return nil
 		})

@@ -8,6 +8,7 @@ package experiment
 
 import (
 	"bytes"
+	"crypto/sha256"
 	_ "embed"
 	"encoding/json"
 	"fmt"
@@ -67,10 +68,16 @@ type Direction struct {
 // Name is "train→eval", as the report heads a direction.
 func (d Direction) Name() string { return strings.Join(d.Train, "+") + " → " + d.Eval }
 
-// key names the direction's directories.
+// key names the direction's directories; a long training list is named by
+// its hash, as a file name holds 255 bytes.
 func (d Direction) key() string {
-	r := strings.NewReplacer("/", "_", ":", "_", ".json", "")
-	return r.Replace(strings.Join(d.Train, "+")) + "_to_" + d.Eval
+	r := strings.NewReplacer("/", "_", ":", "_", ".json", "", ",", "-")
+	train := r.Replace(strings.Join(d.Train, "+"))
+	if len(train) > 64 {
+		sum := sha256.Sum256([]byte(strings.Join(d.Train, "\n")))
+		train = fmt.Sprintf("%d-sources-%x", len(d.Train), sum[:6])
+	}
+	return train + "_to_" + d.Eval
 }
 
 //go:embed default.json

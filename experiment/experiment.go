@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -50,7 +51,38 @@ type Result struct {
 	Collection string       `json:"collection"`
 	Run        string       `json:"trec_run"` // TREC run file, relative to Out
 	Report     *eval.Report `json:"report"`
+	// Check is Weaviate's own whole-pool ranking of a sample, against the
+	// exact rankings Report scores (dense methods, whole pools only).
+	Check *Check `json:"weaviate_check,omitempty"`
 }
+
+// Check compares, on the questions of the first few question ids,
+// Weaviate's whole-pool rankings with the exact in-memory rankings that a
+// whole-pool study scores: Weaviate returns about 64,000 results a second
+// here, so ranking every pool whole in it would take the full study about
+// 14 hours, and the in-memory ranking takes seconds.
+type Check struct {
+	Questions int `json:"questions"`
+	Rankings  int `json:"rankings"`
+	// Identical counts the rankings whose relevant candidates sit at the
+	// same ranks in both; MaxRankDiff is the largest difference elsewhere
+	// (float32 sums in another order can swap near-equal candidates).
+	Identical   int     `json:"identical"`
+	MaxRankDiff int     `json:"max_rank_diff"`
+	MAPDiff     float64 `json:"map_diff"` // largest |mAP| difference over the settings, on the sample
+	// Queries per second of the sample's rankings: in Weaviate, and
+	// exactly in memory.
+	WeaviateQPS float64 `json:"weaviate_queries_per_s"`
+	ExactQPS    float64 `json:"exact_queries_per_s"`
+}
+
+// checkQuestionIDs is how many question ids a Check ranks in Weaviate.
+const checkQuestionIDs = 8
+
+// baselineDepth cuts the rankings of Weaviate's BM25 and hybrid search in
+// a whole-pool study: those rank only in Weaviate, whose whole pools cost
+// about 20 times a cut at 100 (the report marks them @100).
+const baselineDepth = 100
 
 // study is a run in progress.
 type study struct {
@@ -83,65 +115,41 @@ func Run(ctx context.Context, cfg Config, budget string, opts Options) (*Report,
 		return nil, err
 	}
 
-	// Training needs no database, but a Weaviate named and down should
-	// fail the run now, not after the training.
-	if opts.Weaviate.URL != "" {
-		client, err := indexer.Connect(opts.Weaviate)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := client.Misc().MetaGetter().Do(ctx); err != nil {
-			return nil, fmt.Errorf("weaviate at %s (start it, or let the study start a local one): %w", opts.Weaviate.URL, err)
-		}
+	// Weaviate first: one named and down fails the run now, not after the
+	// training.
+	db, err := indexer.Open(ctx, opts.Weaviate, localweaviate.Options{DataDir: filepath.Join(opts.Out, "weaviate"), Logger: s.log,
+		// The whole multilingual pool in one ranking: MLQA-R holds about
+		// 20,500 candidates a direction, far under this.
+		Env: map[string]string{"QUERY_MAXIMUM_RESULTS": "1000000"}})
+	if err != nil {
+		return nil, err
 	}
+	defer db.Close()
+	ev := &evaluator{study: s, importer: func(class string) *indexer.Importer {
+		return &indexer.Importer{Client: db.Client, Class: class, Logger: s.log, Progress: opts.Progress}
+	}, search: db.Search}
+
+	rep := &Report{Config: cfg, Budget: budget, Started: started, Data: sums, Versions: versions(db.Version)}
+	// A direction is trained and evaluated before the next starts, so
+	// that a study stopped part-way has whole results to show.
 	for _, d := range cfg.Directions {
 		if err := s.train(ctx, d); err != nil {
 			return nil, err
 		}
-	}
-
-	conn := opts.Weaviate
-	if conn.URL == "" {
-		s.log.Info("starting a local Weaviate", "data", filepath.Join(opts.Out, "weaviate"))
-		srv, err := localweaviate.Start(ctx, localweaviate.Options{DataDir: filepath.Join(opts.Out, "weaviate"), Logger: s.log,
-			// The whole multilingual pool in one ranking: MLQA-R holds
-			// about 20,500 candidates a direction, far under this.
-			Env: map[string]string{"QUERY_MAXIMUM_RESULTS": "1000000"}})
-		if err != nil {
-			return nil, err
-		}
-		defer srv.Stop()
-		conn = indexer.Connection{URL: srv.URL(), GRPC: srv.GRPCHost}
-	}
-	client, err := indexer.Connect(conn)
-	if err != nil {
-		return nil, err
-	}
-	meta, err := client.Misc().MetaGetter().Do(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("weaviate at %s: %w", conn.URL, err)
-	}
-	search, err := indexer.DialSearch(conn)
-	if err != nil {
-		return nil, err
-	}
-	defer search.Close()
-	ev := &evaluator{study: s, importer: func(class string) *indexer.Importer {
-		return &indexer.Importer{Client: client, Class: class, Logger: s.log, Progress: opts.Progress}
-	}, search: search}
-
-	rep := &Report{Config: cfg, Budget: budget, Started: started, Data: sums, Versions: versions(meta.Version)}
-	for _, d := range cfg.Directions {
 		dr, err := ev.direction(ctx, d)
 		if err != nil {
 			return nil, err
 		}
 		rep.Directions = append(rep.Directions, *dr)
-	}
-	rep.Finished = time.Now()
-	rep.summarise()
-	if err := rep.write(opts.Out); err != nil {
-		return nil, err
+		rep.Pending = nil
+		for _, p := range cfg.Directions[len(rep.Directions):] {
+			rep.Pending = append(rep.Pending, p.Name())
+		}
+		rep.Finished = time.Now()
+		rep.summarise()
+		if err := rep.write(opts.Out); err != nil {
+			return nil, err
+		}
 	}
 	return rep, nil
 }
@@ -270,23 +278,15 @@ func (s *study) checksums() (map[string]string, error) {
 	}
 	for _, d := range s.cfg.Directions {
 		for _, src := range append(append([]string{}, d.Train...), d.Eval) {
-			path := s.source(src)
-			if p, _, ok := qa.SourceFile(path); ok {
-				path = p
+			files, err := qa.SourceFiles(s.source(src))
+			if err != nil {
+				return nil, err
 			}
-			if seen[path] {
-				continue
-			}
-			seen[path] = true
-			files := []string{path}
-			if st, err := os.Stat(path); err == nil && st.IsDir() {
-				files, _ = filepath.Glob(filepath.Join(path, "*.json"))
-			}
-			if len(files) == 0 {
-				return nil, fmt.Errorf("dataset %s: no files at %s", src, path)
-			}
-			sort.Strings(files)
 			for _, f := range files {
+				if seen[f] {
+					continue
+				}
+				seen[f] = true
 				if err := add(f); err != nil {
 					return nil, err
 				}
@@ -399,7 +399,65 @@ func (e *evaluator) model(ctx context.Context, d Direction, ds *qa.Dataset, meth
 	if err := im.Import(ctx, docs, vecs); err != nil {
 		return nil, err
 	}
-	return e.evaluate(ctx, d, ds, method, seed, class, dir, eval.Dense, v)
+	qvecs, err := v.Encode(ctx, ds.QuestionTexts(), vectorizer.Query)
+	if err != nil {
+		return nil, err
+	}
+	if e.cfg.Depth != eval.WholePool {
+		return e.evaluate(ctx, d, ds, method, seed, class, dir, e.search.Ranker(class, eval.Dense, ds), eval.Dense, qvecs, e.cfg.Depth, nil)
+	}
+	exact, err := eval.NewVectorRanker(ds, vecs)
+	if err != nil {
+		return nil, err
+	}
+	check, err := e.check(ctx, ds, exact, class, v)
+	if err != nil {
+		return nil, fmt.Errorf("%s, %s, seed %d: %w", d.Name(), method, seed, err)
+	}
+	return e.evaluate(ctx, d, ds, method, seed, class, dir, exact, eval.Dense, qvecs, eval.WholePool, check)
+}
+
+// check ranks a sample's whole pools in Weaviate and exactly, and fails if
+// their mAPs differ by more than float32 rounding explains.
+func (e *evaluator) check(ctx context.Context, ds *qa.Dataset, exact eval.Ranker, class string, v *vectorizer.Vectorizer) (*Check, error) {
+	sample := ds.Sample(checkQuestionIDs)
+	qvecs, err := v.Encode(ctx, sample.QuestionTexts(), vectorizer.Query)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	got, gotRuns, err := eval.Evaluate(ctx, e.search.Ranker(class, eval.Dense, sample), sample, eval.Dense, qvecs, eval.WholePool, 2)
+	if err != nil {
+		return nil, err
+	}
+	mid := time.Now()
+	want, wantRuns, err := eval.Evaluate(ctx, exact, sample, eval.Dense, qvecs, eval.WholePool, 2)
+	if err != nil {
+		return nil, err
+	}
+	c := &Check{Questions: len(sample.Questions), Rankings: len(gotRuns)}
+	n := float64(len(sample.Questions))
+	c.WeaviateQPS, c.ExactQPS = n/mid.Sub(start).Seconds(), n/time.Since(mid).Seconds()
+	for i, r := range gotRuns {
+		same := true
+		for key, rank := range wantRuns[i].Found {
+			if d := max(rank-r.Found[key], r.Found[key]-rank); d != 0 {
+				same, c.MaxRankDiff = false, max(c.MaxRankDiff, d)
+			}
+		}
+		if same {
+			c.Identical++
+		}
+	}
+	for _, pair := range [][2]float64{{got.Mono.MAP, want.Mono.MAP}, {got.Cross.MAP, want.Cross.MAP}, {got.Multi.MAP, want.Multi.MAP}} {
+		c.MAPDiff = max(c.MAPDiff, math.Abs(pair[0]-pair[1]))
+	}
+	e.log.Info("weaviate check", "questions", c.Questions, "identical", fmt.Sprintf("%d/%d", c.Identical, c.Rankings), "max_rank_diff", c.MaxRankDiff,
+		"weaviate_queries_per_s", fmt.Sprintf("%.1f", c.WeaviateQPS), "exact_queries_per_s", fmt.Sprintf("%.0f", c.ExactQPS))
+	if c.MAPDiff > 1e-3 {
+		return nil, fmt.Errorf("weaviate check: Weaviate's whole-pool mAP differs from the exact ranking's by %.4f on %d questions: the collection does not hold these vectors", c.MAPDiff, c.Questions)
+	}
+	return c, nil
 }
 
 // baseline evaluates a Weaviate search on an existing collection: BM25, or
@@ -408,29 +466,34 @@ func (e *evaluator) baseline(ctx context.Context, d Direction, ds *qa.Dataset, m
 	if r, _ := e.cached(d, method, seed); r != nil {
 		return r, nil
 	}
+	depth := e.cfg.Depth
+	if depth == eval.WholePool {
+		depth = baselineDepth
+	}
 	if method == BM25 {
-		return e.evaluate(ctx, d, ds, method, seed, class, "", eval.BM25, nil)
+		return e.evaluate(ctx, d, ds, method, seed, class, "", e.search.Ranker(class, eval.BM25, ds), eval.BM25, nil, depth, nil)
 	}
 	v, err := vectorizer.Load(dir, vectorizer.LoadOptions{Threads: e.opts.Threads, BatchSize: 64, Logger: e.log})
 	if err != nil {
 		return nil, err
 	}
 	defer v.Close()
-	return e.evaluate(ctx, d, ds, method, seed, class, dir, eval.Hybrid, v)
+	qvecs, err := v.Encode(ctx, ds.QuestionTexts(), vectorizer.Query)
+	if err != nil {
+		return nil, err
+	}
+	return e.evaluate(ctx, d, ds, method, seed, class, dir, e.search.Ranker(class, eval.Hybrid, ds), eval.Hybrid, qvecs, depth, nil)
 }
 
-func (e *evaluator) evaluate(ctx context.Context, d Direction, ds *qa.Dataset, method string, seed uint64, class, dir string, how eval.Method, v *vectorizer.Vectorizer) (*Result, error) {
-	var qvecs [][]float32
-	if v != nil {
-		questions := ds.QuestionTexts()
-		var err error
-		if qvecs, err = v.Encode(ctx, questions, vectorizer.Query); err != nil {
-			return nil, err
-		}
-	}
+// evaluate ranks ds's questions through r and writes the result.
+func (e *evaluator) evaluate(ctx context.Context, d Direction, ds *qa.Dataset, method string, seed uint64, class, dir string, r eval.Ranker, how eval.Method, qvecs [][]float32, depth int, check *Check) (*Result, error) {
 	start := time.Now()
-	e.log.Info("evaluating in weaviate", "direction", d.Name(), "method", method, "seed", seed, "questions", len(ds.Questions))
-	rep, runs, err := eval.Evaluate(ctx, e.search.Ranker(class, how, ds), ds, how, qvecs, e.cfg.Depth, 8)
+	where := "in weaviate"
+	if _, ok := r.(*eval.VectorRanker); ok {
+		where = "exactly, from the vectors imported"
+	}
+	e.log.Info("evaluating "+where, "direction", d.Name(), "method", method, "seed", seed, "questions", len(ds.Questions))
+	rep, runs, err := eval.Evaluate(ctx, r, ds, how, qvecs, depth, 8)
 	if err != nil {
 		return nil, err
 	}
@@ -449,11 +512,11 @@ func (e *evaluator) evaluate(ctx context.Context, d Direction, ds *qa.Dataset, m
 		if p == "" {
 			return ""
 		}
-		r, _ := filepath.Rel(e.opts.Out, p)
-		return r
+		rp, _ := filepath.Rel(e.opts.Out, p)
+		return rp
 	}
-	r := &Result{Method: method, Seed: seed, Model: rel(dir), Collection: class, Run: rel(base + ".run"), Report: rep}
-	return r, jsonfile.Write(path, r)
+	res := &Result{Method: method, Seed: seed, Model: rel(dir), Collection: class, Run: rel(base + ".run"), Report: rep, Check: check}
+	return res, jsonfile.Write(path, res)
 }
 
 func contains(list []string, s string) bool {

@@ -29,9 +29,12 @@ type Report struct {
 	Versions   map[string]string `json:"versions"`
 	Data       map[string]string `json:"data_sha256"`
 	Directions []DirectionResult `json:"directions"`
-	Conclusion string            `json:"conclusion"`
-	Started    time.Time         `json:"started"`
-	Finished   time.Time         `json:"finished"`
+	// Pending names the directions not evaluated yet: the report of a
+	// study still running, or stopped, is partial.
+	Pending    []string  `json:"pending,omitempty"`
+	Conclusion string    `json:"conclusion"`
+	Started    time.Time `json:"started"`
+	Finished   time.Time `json:"finished"`
 }
 
 // DirectionResult is one zero-shot pairing's evaluations.
@@ -46,6 +49,7 @@ type DirectionResult struct {
 	// MIRACL holds every model's MIRACL evaluation (config miracl).
 	MIRACL        []MIRACLResult  `json:"miracl,omitempty"`
 	MIRACLSummary []MIRACLSummary `json:"miracl_summary,omitempty"`
+	Claims        []Claim         `json:"claims,omitempty"`
 	Curves        []curve         `json:"-"`
 }
 
@@ -56,6 +60,7 @@ type curve struct{ Mode, Path string }
 type Summary struct {
 	Method string             `json:"method"`
 	Seeds  int                `json:"seeds"`
+	Depth  int                `json:"depth"` // of its rankings: eval.WholePool, or a cut
 	Mono   Stat               `json:"map_mono"`
 	Cross  Stat               `json:"map_cross"`
 	Multi  Stat               `json:"map_multi"`
@@ -99,11 +104,13 @@ func (r *Report) summarise() {
 		for _, m := range r.order() {
 			var mono, cross, multi, ndcg, rec, mrr, bias []float64
 			pairs := map[string]float64{}
+			depth := 0
 			for _, res := range d.Results {
 				if res.Method != m {
 					continue
 				}
 				rep := res.Report
+				depth = rep.Depth
 				mono, cross, multi = append(mono, rep.Mono.MAP), append(cross, rep.Cross.MAP), append(multi, rep.Multi.MAP)
 				ndcg, rec, mrr = append(ndcg, rep.Multi.NDCG10), append(rec, rep.Multi.Recall), append(mrr, rep.Multi.MRR10)
 				bias = append(bias, rep.LanguageBias)
@@ -117,10 +124,11 @@ func (r *Report) summarise() {
 			for k := range pairs {
 				pairs[k] /= float64(len(mono))
 			}
-			d.Summary = append(d.Summary, Summary{Method: m, Seeds: len(mono), Mono: stat(mono), Cross: stat(cross), Multi: stat(multi),
+			d.Summary = append(d.Summary, Summary{Method: m, Seeds: len(mono), Depth: depth, Mono: stat(mono), Cross: stat(cross), Multi: stat(multi),
 				NDCG10: stat(ndcg), Recall: stat(rec), MRR10: stat(mrr), Bias: stat(bias), Pairs: pairs})
 		}
 		d.summariseMIRACL(r.order())
+		d.Claims = r.claims(*d)
 	}
 	r.Conclusion = r.conclude()
 }
@@ -356,7 +364,7 @@ func (r *Report) alphaText(d DirectionResult) string {
 // depthText says how deep the rankings go.
 func depthText(depth int) string {
 	if depth == eval.WholePool {
-		return "every question ranking its setting's whole pool, as LAReQA and the paper do"
+		return "every question ranking its setting's whole pool, as LAReQA and the paper do: the dense models' pools exactly from the vectors imported, Weaviate ranking a sample's whole pools itself as a check"
 	}
 	return fmt.Sprintf("rankings cut at %d results: mAP@%d and a language bias capped at %d, not comparable with the paper's whole-pool figures", depth, depth, depth)
 }
@@ -370,7 +378,12 @@ func (r *Report) markdown(pngs map[string][]string) string {
 	if r.Budget == BudgetDemo {
 		b.WriteString(" This is the reduced demo, not the study: one seed, a sample of questions, rankings cut at 100 where the study ranks whole pools (so mAP@100 and a capped language bias), no MIRACL and no hybrid-search baseline. It cannot conclude; `xling experiment --budget full` runs the whole study.")
 	}
-	fmt.Fprintf(&b, " Took %s.\n\n", r.Finished.Sub(r.Started).Round(time.Second))
+	if len(r.Pending) > 0 {
+		fmt.Fprintf(&b, " **PARTIAL**: %s after %s; not evaluated yet: %s. Rerunning the same command resumes the study and rewrites this report.\n\n",
+			r.Finished.Format(time.RFC3339), r.Finished.Sub(r.Started).Round(time.Second), strings.Join(r.Pending, "; "))
+	} else {
+		fmt.Fprintf(&b, " Took %s.\n\n", r.Finished.Sub(r.Started).Round(time.Second))
+	}
 	b.WriteString("## Answer\n\n" + r.Conclusion + "\n\n")
 	for _, d := range r.Directions {
 		fmt.Fprintf(&b, "## %s\n\n", d.Name)
@@ -382,10 +395,19 @@ func (r *Report) markdown(pngs map[string][]string) string {
 			d.Questions, d.AllQuestions, sample, strings.Join(d.Languages, ", "))
 		at := eval.DepthLabel(c.Depth)
 		fmt.Fprintf(&b, "| method | seeds | mAP%s mono | mAP%s cross | mAP%s multi | nDCG@10 multi | Recall@%d multi | MRR@10 multi | language bias%s |\n|---|---|---|---|---|---|---|---|---|\n", at, at, at, eval.RecallAt(c.Depth), at)
+		cut := false
 		for _, s := range d.Summary {
-			fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", s.Method, s.Seeds, pm(s.Mono, 4), pm(s.Cross, 4), pm(s.Multi, 4), pm(s.NDCG10, 4), pm(s.Recall, 4), pm(s.MRR10, 4), pm(s.Bias, 1))
+			method := s.Method
+			if s.Depth != c.Depth {
+				method += " (" + eval.DepthLabel(s.Depth) + ")"
+				cut = true
+			}
+			fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", method, s.Seeds, pm(s.Mono, 4), pm(s.Cross, 4), pm(s.Multi, 4), pm(s.NDCG10, 4), pm(s.Recall, 4), pm(s.MRR10, 4), pm(s.Bias, 1))
 		}
-		b.WriteString("\n" + r.alphaText(d) + r.miraclText(d))
+		if cut {
+			fmt.Fprintf(&b, "\nRows marked @%d rank in Weaviate only (BM25 and hybrid search need the database), cut at %d: their mAP is mAP@%d and their bias is capped, so compare them on nDCG@10, Recall@100 and MRR@10. The dense models' whole pools are ranked exactly from the vectors imported, and Weaviate ranks the first %d question ids' whole pools itself as a check (report.json, `weaviate_check`).\n", baselineDepth, baselineDepth, baselineDepth, checkQuestionIDs)
+		}
+		b.WriteString("\n" + r.claimsText(d) + r.alphaText(d) + r.miraclText(d))
 		for _, p := range pngs[d.Name] {
 			fmt.Fprintf(&b, "![%s](%s)\n", p, p)
 		}
@@ -396,7 +418,7 @@ func (r *Report) markdown(pngs map[string][]string) string {
 				continue
 			}
 			seen[res.Method] = true
-			line := fmt.Sprintf("xling eval --dataset <data>/%s --class %s --depth %d --max-questions %d", d.Direction.Eval, res.Collection, c.Depth, c.MaxQuestions)
+			line := fmt.Sprintf("xling eval --dataset <data>/%s --class %s --depth %d --max-questions %d", d.Direction.Eval, res.Collection, res.Report.Depth, c.MaxQuestions)
 			switch res.Method {
 			case BM25:
 				line += " --bm25"

@@ -148,9 +148,29 @@ func TestEvaluateInWeaviate(t *testing.T) {
 		t.Errorf("averaged over %d mono pairs, %d cross pairs, %d query languages; want 2, 2, 2", dense.Mono.Averaged, dense.Cross.Averaged, dense.Multi.Averaged)
 	}
 
-	bm25, _, err := evaluate(ds, eval.BM25, nil)
+	bm25, cutRuns, err := evaluate(ds, eval.BM25, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// BM25's statistics are the collection's, not the filtered pool's: the
+	// whole-pool evaluation ranks a question once over every language and
+	// restricts that ranking, and must put each answer where the search
+	// filtered to its language does.
+	_, wholeRuns, err := eval.Evaluate(ctx, search.Ranker("MlqaR", eval.BM25, ds), ds, eval.BM25, nil, eval.WholePool, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	for i, r := range cutRuns {
+		for key, rank := range r.Found {
+			if got := wholeRuns[i].Found[key]; got != rank {
+				t.Fatalf("%s pool of question %d: the filtered search ranks answer %d at %d, the restricted whole ranking at %d", r.Target, r.Question, key, rank, got)
+			}
+			checked++
+		}
+	}
+	if checked < 500 {
+		t.Errorf("only %d answers ranked within 100 by BM25 to compare", checked)
 	}
 	// Chance is about 1/2,000 in a pool of that size; BlockMax WAND gave 0.09.
 	t.Logf("bm25: mono %.4f cross %.4f multi %.4f; top-10 shares %v", bm25.Mono.MAP, bm25.Cross.MAP, bm25.Multi.MAP, bm25.Top10Share)

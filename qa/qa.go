@@ -150,8 +150,10 @@ func (ds *Dataset) addFile(path, lang string) error {
 				ds.Candidates = append(ds.Candidates, Candidate{Lang: lang, Text: s, Context: p.Context, Para: para, Sent: si})
 			}
 			for _, q := range p.QAs {
-				if len(q.Answers) == 0 {
-					continue // unanswerable (SQuAD 2.0): nothing to retrieve
+				if len(q.Answers) == 0 || strings.TrimSpace(q.Question) == "" {
+					// Unanswerable (SQuAD 2.0), or no question (2 of
+					// CMRC 2018's trial set): nothing to retrieve.
+					continue
 				}
 				// Breaks from the file count characters, as answer_start
 				// does; breaks found here count bytes.
@@ -267,13 +269,39 @@ func (ds *Dataset) CandidateTexts() []string {
 }
 
 // LoadSource reads a training or evaluation source: a LAReQA directory of
-// <lang>.json files (keeping the languages of keep, or all), or
-// FILE.json:LANG for a plain SQuAD file in one language.
+// <lang>.json files or Tatoeba's directory (keeping the languages of keep,
+// or of DIR:LANG,LANG, or all), or FILE.json:LANG for a plain SQuAD file
+// in one language.
 func LoadSource(src string, keep []string) (*Dataset, error) {
 	if path, lang, ok := SourceFile(src); ok {
 		return LoadSQuAD(path, lang)
 	}
+	if dir, langs, ok := strings.Cut(src, ":"); ok && keep == nil {
+		src, keep = dir, strings.Split(langs, ",")
+	}
+	if IsTatoeba(src) {
+		return LoadTatoeba(src, keep)
+	}
 	return LoadLAReQA(src, keep)
+}
+
+// SourceFiles lists the files LoadSource(src) reads, sorted: for the
+// checksums that pin a study's data.
+func SourceFiles(src string) ([]string, error) {
+	if path, _, ok := SourceFile(src); ok {
+		return []string{path}, nil
+	}
+	dir, _, _ := strings.Cut(src, ":")
+	pattern := "*.json"
+	if IsTatoeba(dir) {
+		pattern = "tatoeba.*"
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, pattern))
+	if len(files) == 0 {
+		return nil, fmt.Errorf("dataset %s: no %s files in %s", src, pattern, dir)
+	}
+	sort.Strings(files)
+	return files, nil
 }
 
 // SourceFile splits FILE.json:LANG into the file and its language; ok is

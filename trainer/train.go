@@ -210,6 +210,13 @@ func (r *Run) start(ctx context.Context) (*training, error) {
 	if err := r.checkConfig(); err != nil {
 		return nil, err
 	}
+	// An empty text fails where the batch holding it is tokenised: say so
+	// before the first step, not thousands of steps in.
+	for i, it := range append(append([]Item{}, r.Train...), r.Valid...) {
+		if strings.TrimSpace(it.Query) == "" || strings.TrimSpace(it.Passage) == "" {
+			return nil, fmt.Errorf("train: item %d (group %s, %s) has an empty query or passage", i, it.Group, it.Lang)
+		}
+	}
 	sampler, err := NewSampler(r.Train, SamplerConfig{Mode: cfg.Mode, Alpha: cfg.Alpha, BatchSize: cfg.BatchSize, Seed: cfg.Seed})
 	if err != nil {
 		return nil, err

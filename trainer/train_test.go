@@ -3,6 +3,7 @@ package trainer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -109,5 +110,20 @@ func TestResumeRefusesOtherConfig(t *testing.T) {
 	_, err = (&Run{Dir: dir, Config: c, Train: items}).Execute(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "optimizer.safetensors") {
 		t.Fatalf("corrupt checkpoint: %v", err)
+	}
+}
+
+// TestEmptyTextRefusedBeforeTraining: an empty query fails the run before
+// its first step, naming the item, not when its batch comes up.
+func TestEmptyTextRefusedBeforeTraining(t *testing.T) {
+	items := xquadItems(t)
+	items[len(items)/2].Query = "  "
+	dir := t.TempDir()
+	_, err := (&Run{Dir: dir, Config: tinyConfig(), Train: items}).Execute(context.Background())
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("item %d", len(items)/2)) || !strings.Contains(err.Error(), "empty query") {
+		t.Fatalf("empty query: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "checkpoints")); err == nil {
+		t.Error("a checkpoint was written for a run that cannot train")
 	}
 }

@@ -65,14 +65,18 @@ func texts(items []Item) (queries, passages []string) {
 	return queries, passages
 }
 
-// score ranks each setting's pools by dot product: a query's relevant
+// score ranks each setting's pools by cosine: a query's relevant
 // passages are its group's, one per language.
 func score(items []Item, qv, pv [][]float32) (*Evaluation, error) {
 	ds, err := asDataset(items)
 	if err != nil {
 		return nil, err
 	}
-	rep, _, err := eval.Evaluate(context.Background(), dotRanker{ds: ds, qv: qv, pv: pv}, ds, eval.Dense, qv, eval.WholePool, runtime.GOMAXPROCS(0))
+	ranker, err := eval.NewVectorRanker(ds, pv)
+	if err != nil {
+		return nil, err
+	}
+	rep, _, err := eval.Evaluate(context.Background(), ranker, ds, eval.Dense, qv, eval.WholePool, runtime.GOMAXPROCS(0))
 	if err != nil {
 		return nil, err
 	}
@@ -99,38 +103,4 @@ func asDataset(items []Item) (*qa.Dataset, error) {
 	}
 	sort.Strings(ds.Languages)
 	return ds, nil
-}
-
-// dotRanker ranks validation passages by their dot product with the query
-// vector, ties to the earlier passage.
-type dotRanker struct {
-	ds     *qa.Dataset
-	qv, pv [][]float32
-}
-
-func (r dotRanker) Rank(_ context.Context, q eval.Query) ([]eval.Hit, error) {
-	in := map[string]bool{}
-	for _, l := range q.Langs {
-		in[l] = true
-	}
-	var pool []int
-	for i, c := range r.ds.Candidates {
-		if in[c.Lang] {
-			pool = append(pool, i)
-		}
-	}
-	scores := make([]float32, len(pool))
-	for k, pi := range pool {
-		var dot float32
-		for d, x := range q.Vector {
-			dot += x * r.pv[pi][d]
-		}
-		scores[k] = dot
-	}
-	ranking := eval.Rank(scores)
-	hits := make([]eval.Hit, min(len(ranking), q.Depth))
-	for k := range hits {
-		hits[k] = eval.Hit{Key: pool[ranking[k]], Score: float64(scores[ranking[k]])}
-	}
-	return hits, nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/xling-ir/xling/eval"
 	"github.com/xling-ir/xling/indexer"
 	"github.com/xling-ir/xling/internal/cli"
+	"github.com/xling-ir/xling/internal/localweaviate"
 	"github.com/xling-ir/xling/vectorizer"
 )
 
@@ -41,15 +42,15 @@ func runEval(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return err
 	}
-	search, err := indexer.DialSearch(conn)
+	db, err := indexer.Open(ctx, conn, localweaviate.Options{})
 	if err != nil {
 		return err
 	}
-	defer search.Close()
+	defer db.Close()
 	var reports []*eval.Report
 	evaluate := func(method eval.Method, vecs [][]float32) error {
 		log.Info("evaluating in weaviate", "method", method, "questions", len(ds.Questions), "collection", class)
-		rep, runs, err := eval.Evaluate(ctx, search.Ranker(class, method, ds), ds, method, vecs, *depth, *concurrency)
+		rep, runs, err := eval.Evaluate(ctx, db.Search.Ranker(class, method, ds), ds, method, vecs, *depth, *concurrency)
 		if err != nil {
 			return err
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/xling-ir/xling/indexer"
 	"github.com/xling-ir/xling/internal/cli"
+	"github.com/xling-ir/xling/internal/localweaviate"
 	"github.com/xling-ir/xling/qa"
 	"github.com/xling-ir/xling/vectorizer"
 )
@@ -78,10 +79,12 @@ func runIndex(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	if err != nil {
 		return err
 	}
-	client, err := indexer.Connect(conn)
+	db, err := indexer.Open(ctx, conn, localweaviate.Options{})
 	if err != nil {
 		return err
 	}
+	defer db.Close()
+	client := db.Client
 	docs := indexer.Docs(ds, mode)
 	var vecs [][]float32
 	schema := indexer.Schema{Vectorizer: "none", Index: *index}

@@ -10,6 +10,7 @@ import (
 	"github.com/xling-ir/xling/eval"
 	"github.com/xling-ir/xling/indexer"
 	"github.com/xling-ir/xling/internal/cli"
+	"github.com/xling-ir/xling/internal/localweaviate"
 	"github.com/xling-ir/xling/vectorizer"
 )
 
@@ -39,15 +40,11 @@ func runMIRACL(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	if err != nil {
 		return err
 	}
-	client, err := indexer.Connect(conn)
+	db, err := indexer.Open(ctx, conn, localweaviate.Options{})
 	if err != nil {
 		return err
 	}
-	search, err := indexer.DialSearch(conn)
-	if err != nil {
-		return err
-	}
-	defer search.Close()
+	defer db.Close()
 	var passages, queries indexer.Encode
 	if *model.dir != "" {
 		v, err := model.load(64, log)
@@ -58,8 +55,8 @@ func runMIRACL(ctx context.Context, fs *flag.FlagSet, args []string) error {
 		passages = func(texts []string) ([][]float32, error) { return v.Encode(ctx, texts, vectorizer.Passage) }
 		queries = func(texts []string) ([][]float32, error) { return v.Encode(ctx, texts, vectorizer.Query) }
 	}
-	im := &indexer.Importer{Client: client, Class: *class, Logger: log}
-	rep, runs, err := m.Run(ctx, im, search, passages, queries, true)
+	im := &indexer.Importer{Client: db.Client, Class: *class, Logger: log}
+	rep, runs, err := m.Run(ctx, im, db.Search, passages, queries, true)
 	if err != nil {
 		return err
 	}
