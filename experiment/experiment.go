@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -129,9 +130,29 @@ func Run(ctx context.Context, cfg Config, budget string, opts Options) (*Report,
 		return &indexer.Importer{Client: db.Client, Class: class, Logger: s.log, Progress: opts.Progress}
 	}, search: db.Search}
 
-	rep := &Report{Config: cfg, Budget: budget, Started: started, Data: sums, Versions: versions(db.Version)}
-	// A direction is trained and evaluated before the next starts, so
-	// that a study stopped part-way has whole results to show.
+	// The report is rewritten after every seed of every direction, so that
+	// a study stopped part-way has its finished results to show, marked
+	// partial with what is pending.
+	var (
+		done []DirectionResult
+		rep  *Report
+	)
+	pendingAfter := func(n int) []string {
+		var names []string
+		for _, d := range cfg.Directions[n:] {
+			names = append(names, d.Name())
+		}
+		return names
+	}
+	write := func(dirs []DirectionResult, pending []string) error {
+		rep = &Report{Config: cfg, Budget: budget, Started: started, Finished: time.Now(), Data: sums, Versions: versions(db.Version),
+			Directions: dirs, Pending: pending}
+		rep.summarise()
+		return rep.write(opts.Out)
+	}
+	ev.report = func(current *DirectionResult, pending []string) error {
+		return write(append(slices.Clone(done), *current), append(pending, pendingAfter(len(done)+1)...))
+	}
 	for _, d := range cfg.Directions {
 		if err := s.train(ctx, d); err != nil {
 			return nil, err
@@ -140,14 +161,8 @@ func Run(ctx context.Context, cfg Config, budget string, opts Options) (*Report,
 		if err != nil {
 			return nil, err
 		}
-		rep.Directions = append(rep.Directions, *dr)
-		rep.Pending = nil
-		for _, p := range cfg.Directions[len(rep.Directions):] {
-			rep.Pending = append(rep.Pending, p.Name())
-		}
-		rep.Finished = time.Now()
-		rep.summarise()
-		if err := rep.write(opts.Out); err != nil {
+		done = append(done, *dr)
+		if err := write(done, pendingAfter(len(done))); err != nil {
 			return nil, err
 		}
 	}
@@ -301,6 +316,9 @@ type evaluator struct {
 	*study
 	importer func(class string) *indexer.Importer
 	search   *indexer.Searcher
+	// report writes the report with current, the direction in progress,
+	// and what is still pending in it.
+	report func(current *DirectionResult, pending []string) error
 }
 
 // className is the collection of one direction's model: Xling, then the
@@ -317,7 +335,10 @@ func (e *evaluator) direction(ctx context.Context, d Direction) (*DirectionResul
 	}
 	ds := full.Sample(e.cfg.MaxQuestions)
 	dr := &DirectionResult{Direction: d, Name: d.Name(), Questions: len(ds.Questions), AllQuestions: len(full.Questions), Languages: ds.Languages}
-	for _, seed := range e.cfg.Seeds {
+	for _, name := range e.cfg.modelNames() {
+		dr.Curves = append(dr.Curves, curve{Mode: name, Path: filepath.Join(e.runDir(d, name, e.cfg.Seeds[0]), "train.jsonl")})
+	}
+	for si, seed := range e.cfg.Seeds {
 		models := append([]string{Untrained}, e.cfg.modelNames()...)
 		for _, method := range models {
 			dir := e.modelDir(d, method, seed)
@@ -352,9 +373,11 @@ func (e *evaluator) direction(ctx context.Context, d Direction) (*DirectionResul
 			}
 			dr.Results = append(dr.Results, *r)
 		}
-	}
-	for _, name := range e.cfg.modelNames() {
-		dr.Curves = append(dr.Curves, curve{Mode: name, Path: filepath.Join(e.runDir(d, name, e.cfg.Seeds[0]), "train.jsonl")})
+		if rest := e.cfg.Seeds[si+1:]; len(rest) > 0 {
+			if err := e.report(dr, []string{fmt.Sprintf("%s: seeds %v", d.Name(), rest)}); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return dr, nil
 }

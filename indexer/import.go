@@ -115,6 +115,10 @@ type Importer struct {
 type Schema struct {
 	Vectorizer string // "none" (vectors sent along) or "text2vec-transformers"
 	Index      string // "flat" (exact, the default) or "hnsw"
+	// DenseOnly leaves the text out of the inverted index: no BM25 or
+	// hybrid search, and an import that skips Weaviate's costliest work
+	// (MIRACL's 62,697 passages).
+	DenseOnly bool
 }
 
 // EnsureCollection creates the collection unless it exists. Only the text is
@@ -137,10 +141,15 @@ func (im *Importer) EnsureCollection(ctx context.Context, s Schema) error {
 		skip = map[string]any{"text2vec-transformers": map[string]any{"skip": true}}
 		moduleConfig = map[string]any{"text2vec-transformers": map[string]any{"vectorizeClassName": false, "poolingStrategy": "masked_mean"}}
 	}
+	text := &models.Property{Name: "text", DataType: []string{"text"}}
+	if s.DenseOnly {
+		off := false
+		text.IndexSearchable, text.IndexFilterable = &off, &off
+	}
 	class := &models.Class{
 		Class: im.Class, Vectorizer: s.Vectorizer, VectorIndexType: s.Index, ModuleConfig: moduleConfig,
 		Properties: []*models.Property{
-			{Name: "text", DataType: []string{"text"}},
+			text,
 			{Name: "lang", DataType: []string{"text"}, Tokenization: "field", ModuleConfig: skip},
 			{Name: "parallel", DataType: []string{"text"}, Tokenization: "field", ModuleConfig: skip},
 			{Name: "source", DataType: []string{"text"}, Tokenization: "field", ModuleConfig: skip},

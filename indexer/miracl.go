@@ -107,7 +107,7 @@ func (m MIRACLEval) Run(ctx context.Context, im *Importer, search *Searcher, pas
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if err := im.EnsureCollection(ctx, Schema{Vectorizer: "none", Index: "flat"}); err != nil {
+	if err := im.EnsureCollection(ctx, Schema{Vectorizer: "none", Index: "flat", DenseOnly: !bm25}); err != nil {
 		return nil, nil, err
 	}
 	loaded, err := ImportMIRACL(ctx, im, m.Corpus, m.Langs, passages, log)

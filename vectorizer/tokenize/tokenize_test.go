@@ -1,9 +1,11 @@
 package tokenize
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -187,4 +189,63 @@ func FuzzLoadTokenizer(f *testing.F) {
 			}
 		}
 	})
+}
+
+// sameAsUncut checks that Encode, which cuts a long text after its first
+// words, returns the ids of tokenising the whole text and truncating.
+func sameAsUncut(t *testing.T, tk *Tokenizer, texts []string) (cut int) {
+	t.Helper()
+	for _, text := range texts {
+		got, gotTrunc, err := tk.Encode(text)
+		if err != nil {
+			t.Fatalf("%q: %v", text, err)
+		}
+		want, _, err := tk.encode(text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantTrunc := len(want) > tk.maxLen
+		if wantTrunc {
+			want = append(want[:tk.maxLen-1:tk.maxLen-1], want[len(want)-1])
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) || gotTrunc != wantTrunc {
+			t.Fatalf("%.80q...: Encode gives %v (truncated %v), the whole text %v (%v)", text, got, gotTrunc, want, wantTrunc)
+		}
+		if _, ok := afterWords(text, tk.maxLen+wordMargin); ok {
+			cut++
+		}
+	}
+	return cut
+}
+
+// TestWordCutKeepsTokens: real multilingual passages, long enough to be
+// cut before tokenising, give the same ids as tokenising them whole.
+func TestWordCutKeepsTokens(t *testing.T) {
+	tk := trainXQuAD(t)
+	f, err := os.Open(filepath.Join(sharedData(t), "miracl-partial", "corpus.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var texts []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for i := 0; sc.Scan(); i++ {
+		if i%20 != 0 { // every 20th of 62,697: all 17 languages
+			continue
+		}
+		var p struct{ Title, Text string }
+		if err := json.Unmarshal(sc.Bytes(), &p); err != nil {
+			t.Fatal(err)
+		}
+		texts = append(texts, p.Title+"\n"+p.Text)
+	}
+	// Spaces of every kind around the cut, and words without letters.
+	long := strings.Repeat("word ", 80)
+	texts = append(texts, long+"tail", strings.Repeat("- ", 200)+long, strings.Repeat("a\u202fb ", 90), strings.Repeat("東京 ", 100), long+"   ")
+	cut := sameAsUncut(t, tk, texts)
+	t.Logf("%d texts, %d cut before tokenising", len(texts), cut)
+	if cut < len(texts)/4 {
+		t.Errorf("only %d of %d texts were long enough to cut: the cut went untested", cut, len(texts))
+	}
 }

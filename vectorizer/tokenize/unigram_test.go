@@ -111,6 +111,19 @@ func TestUnigramMatchesSentencePiece(t *testing.T) {
 	if tk.PadID() != 1 {
 		t.Errorf("pad id %d, want XLM-R's 1", tk.PadID())
 	}
+
+	// Long texts cut after their first words keep the ids of the whole.
+	short, err := Load(path, 24)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var joined []string
+	for i := 0; i+8 < len(sentences); i += 97 {
+		joined = append(joined, strings.Join(sentences[i:i+8], " "))
+	}
+	if cut := sameAsUncut(t, short, joined); cut < len(joined)/2 {
+		t.Errorf("only %d of %d joined texts were cut", cut, len(joined))
+	}
 }
 
 func TestSentencePieceToJSONRejectsGarbage(t *testing.T) {
