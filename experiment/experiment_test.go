@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/xling-ir/xling/eval"
 	"github.com/xling-ir/xling/indexer"
@@ -263,5 +264,18 @@ func TestClaims(t *testing.T) {
 		if cl.Verdict != "one seed: no verdict" {
 			t.Errorf("%s with one seed: %q", cl.Setting, cl.Verdict)
 		}
+	}
+}
+
+func TestPartialReport(t *testing.T) {
+	r := &Report{Config: Default(), Budget: BudgetFull, Started: time.Now().Add(-time.Hour), Finished: time.Now(),
+		Pending: []string{"xquad-r → mlqa-r: seeds [2 3]", "mlqa-r → xquad-r"}}
+	md := r.markdown(nil)
+	if !strings.Contains(md, "**PARTIAL**") || !strings.Contains(md, "seeds [2 3]; mlqa-r → xquad-r") {
+		t.Errorf("a report with pending work does not say so:\n%.600s", md)
+	}
+	r.Pending = nil
+	if md := r.markdown(nil); strings.Contains(md, "PARTIAL") || !strings.Contains(md, "Took 1h0m0s") {
+		t.Errorf("a finished report:\n%.600s", md)
 	}
 }
