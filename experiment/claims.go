@@ -107,7 +107,7 @@ func (r *Report) claimsText(d DirectionResult) string {
 	}
 	var b strings.Builder
 	at := eval.DepthLabel(r.Config.Depth)
-	fmt.Fprintf(&b, "### The paper's three claims\n\nPaired by seed (hybrid minus the other model; ± is the standard deviation over %d seeds); noise is twice the differences' spread. Settings are mAP%s, bias in ranks.\n\n", d.Claims[0].Seeds, at)
+	fmt.Fprintf(&b, "### The paper's three claims\n\nPaired by seed (hybrid minus the other model; ± is the standard deviation over the %d seed(s) evaluated); noise is twice the differences' spread. Settings are mAP%s, bias in ranks.\n\n", d.Claims[0].Seeds, at)
 	b.WriteString("| claim | setting | hybrid | other | difference | noise | verdict |\n|---|---|---|---|---|---|---|\n")
 	for _, c := range d.Claims {
 		digits := 4

@@ -148,13 +148,15 @@ func (d *DirectionResult) summary(method string) (Summary, bool) {
 // larger spread over at least three seeds.
 func (r *Report) conclude() string {
 	var b strings.Builder
-	seeds := len(r.Config.Seeds)
 	for _, d := range r.Directions {
 		mono, ok1 := d.summary(string(trainer.ModeMono))
 		hyb, ok2 := d.summary(r.Config.searchModel())
 		if !ok1 || !ok2 {
 			continue
 		}
+		// The seeds evaluated so far: a partial report may have fewer
+		// than the config's.
+		seeds := min(mono.Seeds, hyb.Seeds)
 		dm := hyb.Multi.Mean - mono.Multi.Mean
 		db := hyb.Bias.Mean - mono.Bias.Mean
 		fmt.Fprintf(&b, "On %s (zero-shot, %d questions), hybrid-batch training reaches a multilingual-pool mAP of %.4f against %.4f for monolingual (X-X) training (%+.4f, %+.1f%%), cross-lingual mAP %.4f against %.4f, monolingual mAP %.4f against %.4f, and a language bias of %.1f against %.1f ranks (%+.1f; lower is better).",
@@ -164,7 +166,7 @@ func (r *Report) conclude() string {
 			fmt.Fprintf(&b, " Cross-lingual batches alone give %.4f multilingual mAP and a bias of %.1f.", cr.Multi.Mean, cr.Bias.Mean)
 		}
 		if seeds < 3 {
-			fmt.Fprintf(&b, " With %d seed this run cannot tell these differences from seed noise: run `--budget full` (3 seeds) before drawing a conclusion.\n\n", seeds)
+			fmt.Fprintf(&b, " With %d seed(s) evaluated this run cannot tell these differences from seed noise: it needs 3 seeds (`--budget full`) before drawing a conclusion.\n\n", seeds)
 			continue
 		}
 		noise := 2 * math.Max(hyb.Multi.Std, mono.Multi.Std)
