@@ -407,19 +407,8 @@ func (e *evaluator) model(ctx context.Context, d Direction, ds *qa.Dataset, meth
 		return nil, err
 	}
 	defer v.Close()
-	class := className(d, method, seed)
-	docs := indexer.Docs(ds, indexer.CandidateText(e.cfg.Candidate))
-	texts := indexer.Texts(docs)
-	e.log.Info("indexing", "direction", d.Name(), "method", method, "seed", seed, "collection", class, "candidates", len(docs))
-	vecs, err := v.Encode(ctx, texts, vectorizer.Passage)
+	class, vecs, err := e.index(ctx, d, ds, method, seed, v)
 	if err != nil {
-		return nil, err
-	}
-	im := e.importer(class)
-	if err := im.EnsureCollection(ctx, indexer.Schema{Vectorizer: "none", Index: e.cfg.Index}); err != nil {
-		return nil, err
-	}
-	if err := im.Import(ctx, docs, vecs); err != nil {
 		return nil, err
 	}
 	qvecs, err := v.Encode(ctx, ds.QuestionTexts(), vectorizer.Query)
@@ -438,6 +427,41 @@ func (e *evaluator) model(ctx context.Context, d Direction, ds *qa.Dataset, meth
 		return nil, fmt.Errorf("%s, %s, seed %d: %w", d.Name(), method, seed, err)
 	}
 	return e.evaluate(ctx, d, ds, method, seed, class, dir, exact, eval.Dense, qvecs, eval.WholePool, check)
+}
+
+// index imports ds's candidates with v's vectors into the collection of
+// the model method and seed, and returns it and the vectors.
+func (e *evaluator) index(ctx context.Context, d Direction, ds *qa.Dataset, method string, seed uint64, v *vectorizer.Vectorizer) (string, [][]float32, error) {
+	class := className(d, method, seed)
+	docs := indexer.Docs(ds, indexer.CandidateText(e.cfg.Candidate))
+	e.log.Info("indexing", "direction", d.Name(), "method", method, "seed", seed, "collection", class, "candidates", len(docs))
+	vecs, err := v.Encode(ctx, indexer.Texts(docs), vectorizer.Passage)
+	if err != nil {
+		return "", nil, err
+	}
+	im := e.importer(class)
+	if err := im.EnsureCollection(ctx, indexer.Schema{Vectorizer: "none", Index: e.cfg.Index}); err != nil {
+		return "", nil, err
+	}
+	return class, vecs, im.Import(ctx, docs, vecs)
+}
+
+// ensureIndexed indexes the model method's collection again if Weaviate
+// lacks it: a study resumed on another Weaviate (or after its data was
+// removed) has the model's evaluation cached but not its collection,
+// which BM25 and hybrid search still need.
+func (e *evaluator) ensureIndexed(ctx context.Context, d Direction, ds *qa.Dataset, method string, seed uint64) error {
+	ok, err := e.importer(className(d, method, seed)).Exists(ctx)
+	if err != nil || ok {
+		return err
+	}
+	v, err := vectorizer.Load(e.modelDir(d, method, seed), vectorizer.LoadOptions{Threads: e.opts.Threads, BatchSize: 64, Logger: e.log})
+	if err != nil {
+		return err
+	}
+	defer v.Close()
+	_, _, err = e.index(ctx, d, ds, method, seed, v)
+	return err
 }
 
 // check ranks a sample's whole pools in Weaviate and exactly, and fails if
@@ -492,6 +516,13 @@ func (e *evaluator) baseline(ctx context.Context, d Direction, ds *qa.Dataset, m
 	depth := e.cfg.Depth
 	if depth == eval.WholePool {
 		depth = baselineDepth
+	}
+	model := Untrained // BM25 searches the untrained model's collection
+	if method == HybridSearch {
+		model = e.cfg.searchModel()
+	}
+	if err := e.ensureIndexed(ctx, d, ds, model, seed); err != nil {
+		return nil, err
 	}
 	if method == BM25 {
 		return e.evaluate(ctx, d, ds, method, seed, class, "", e.search.Ranker(class, eval.BM25, ds), eval.BM25, nil, depth, nil)

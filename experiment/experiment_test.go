@@ -147,6 +147,28 @@ func TestStudyEndToEnd(t *testing.T) {
 	if string(a) != string(b) {
 		t.Error("a resumed study reports other numbers")
 	}
+	// Resumed on a Weaviate that lost the hybrid model's collection, a
+	// study with the hybrid search still to run indexes the model again.
+	client, err := indexer.Connect(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := client.Schema().ClassDeleter().WithClassName(hybrid.Collection).Do(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(out, "eval", "xquad-r_to_mlqa-r", "hybrid-search-seed1.json")); err != nil {
+		t.Fatal(err)
+	}
+	rep3, err := Run(context.Background(), tinyStudy(), BudgetFull, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s1, _ := rep.Directions[0].summary(HybridSearch)
+	s3, _ := rep3.Directions[0].summary(HybridSearch)
+	if s1.Multi != s3.Multi || s1.Mono != s3.Mono {
+		t.Errorf("hybrid search after re-indexing: %+v, before %+v", s3, s1)
+	}
+
 	// Another config in the same directory is refused.
 	other := tinyStudy()
 	other.Steps++

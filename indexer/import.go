@@ -121,13 +121,22 @@ type Schema struct {
 	DenseOnly bool
 }
 
+// Exists reports whether the collection exists.
+func (im *Importer) Exists(ctx context.Context) (bool, error) {
+	ok, err := im.Client.Schema().ClassExistenceChecker().WithClassName(im.Class).Do(ctx)
+	if err != nil {
+		return false, fmt.Errorf("weaviate: check collection %s: %w", im.Class, err)
+	}
+	return ok, nil
+}
+
 // EnsureCollection creates the collection unless it exists. Only the text is
 // vectorised (not the class name, not the other properties): otherwise the
 // vectors would measure the wrong input.
 func (im *Importer) EnsureCollection(ctx context.Context, s Schema) error {
-	exists, err := im.Client.Schema().ClassExistenceChecker().WithClassName(im.Class).Do(ctx)
+	exists, err := im.Exists(ctx)
 	if err != nil {
-		return fmt.Errorf("weaviate: check collection %s: %w", im.Class, err)
+		return err
 	}
 	if exists {
 		return nil
