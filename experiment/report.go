@@ -381,10 +381,10 @@ func (r *Report) markdown(pngs map[string][]string) string {
 		b.WriteString(" This is the reduced demo, not the study: one seed, a sample of questions, rankings cut at 100 where the study ranks whole pools (so mAP@100 and a capped language bias), no MIRACL and no hybrid-search baseline. It cannot conclude; `xling experiment --budget full` runs the whole study.")
 	}
 	if len(r.Pending) > 0 {
-		fmt.Fprintf(&b, " **PARTIAL**: %s after %s; not evaluated yet: %s. Rerunning the same command resumes the study and rewrites this report.\n\n",
+		fmt.Fprintf(&b, " **PARTIAL**: written %s, %s into this run (a resumed study counts from its resumption); not evaluated yet: %s. Rerunning the same command resumes the study and rewrites this report.\n\n",
 			r.Finished.Format(time.RFC3339), r.Finished.Sub(r.Started).Round(time.Second), strings.Join(r.Pending, "; "))
 	} else {
-		fmt.Fprintf(&b, " Took %s.\n\n", r.Finished.Sub(r.Started).Round(time.Second))
+		fmt.Fprintf(&b, " Took %s (a resumed study counts from its resumption).\n\n", r.Finished.Sub(r.Started).Round(time.Second))
 	}
 	b.WriteString("## Answer\n\n" + r.Conclusion + "\n\n")
 	for _, d := range r.Directions {
