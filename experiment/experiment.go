@@ -402,7 +402,7 @@ func (e *evaluator) model(ctx context.Context, d Direction, ds *qa.Dataset, meth
 	if r, _ := e.cached(d, method, seed); r != nil {
 		return r, nil
 	}
-	v, err := vectorizer.Load(dir, vectorizer.LoadOptions{Threads: e.opts.Threads, BatchSize: 64, Logger: e.log})
+	v, err := e.load(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -427,6 +427,11 @@ func (e *evaluator) model(ctx context.Context, d Direction, ds *qa.Dataset, meth
 		return nil, fmt.Errorf("%s, %s, seed %d: %w", d.Name(), method, seed, err)
 	}
 	return e.evaluate(ctx, d, ds, method, seed, class, dir, exact, eval.Dense, qvecs, eval.WholePool, check)
+}
+
+// load opens a model directory as every evaluation in the study runs it.
+func (s *study) load(dir string) (*vectorizer.Vectorizer, error) {
+	return vectorizer.Load(dir, vectorizer.LoadOptions{Threads: s.opts.Threads, BatchSize: 64, Logger: s.log})
 }
 
 // index imports ds's candidates with v's vectors into the collection of
@@ -455,7 +460,7 @@ func (e *evaluator) ensureIndexed(ctx context.Context, d Direction, ds *qa.Datas
 	if err != nil || ok {
 		return err
 	}
-	v, err := vectorizer.Load(e.modelDir(d, method, seed), vectorizer.LoadOptions{Threads: e.opts.Threads, BatchSize: 64, Logger: e.log})
+	v, err := e.load(e.modelDir(d, method, seed))
 	if err != nil {
 		return err
 	}
@@ -527,7 +532,7 @@ func (e *evaluator) baseline(ctx context.Context, d Direction, ds *qa.Dataset, m
 	if method == BM25 {
 		return e.evaluate(ctx, d, ds, method, seed, class, "", e.search.Ranker(class, eval.BM25, ds), eval.BM25, nil, depth, nil)
 	}
-	v, err := vectorizer.Load(dir, vectorizer.LoadOptions{Threads: e.opts.Threads, BatchSize: 64, Logger: e.log})
+	v, err := e.load(dir)
 	if err != nil {
 		return nil, err
 	}

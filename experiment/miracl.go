@@ -56,7 +56,7 @@ func (e *evaluator) miracl(ctx context.Context, d Direction, method string, seed
 	if b, err := os.ReadFile(path); err == nil && json.Unmarshal(b, &cached) == nil && len(cached) > 0 {
 		return cached, nil
 	}
-	v, err := vectorizer.Load(dir, vectorizer.LoadOptions{Threads: e.opts.Threads, BatchSize: 64, Logger: e.log})
+	v, err := e.load(dir)
 	if err != nil {
 		return nil, err
 	}
