@@ -45,5 +45,23 @@ if [ -n "$missing" ]; then
 	apt-get install -y -q --no-install-recommends $missing >/dev/null
 fi
 
+# HuggingFace's own tokenizers (the Rust library through its npm package):
+# the test-only reference xling's tokenizer is held to, as python3-torch is
+# for the encoder. Needs node (Debian's nodejs works where none is present).
+hf=.build/hftokenizers
+hfver=0.23.2
+if ! grep -qs "\"version\": \"$hfver\"" "$hf/node_modules/tokenizers/package.json"; then
+	if ! command -v npm >/dev/null 2>&1; then
+		if [ "$(id -u)" != 0 ]; then
+			echo "deps: npm is missing; run as root: apt-get install -y --no-install-recommends nodejs npm" >&2
+			exit 1
+		fi
+		apt-get install -y -q --no-install-recommends nodejs npm >/dev/null
+	fi
+	echo "deps: installing the npm package tokenizers@$hfver into $hf (the tokenizer tests' reference)"
+	mkdir -p "$hf"
+	npm install --silent --no-audit --no-fund --prefix "$hf" "tokenizers@$hfver" >/dev/null
+fi
+
 # GOWORK=off: the go.work being regenerated may point at a copy that is gone.
 GOWORK=off go run ./cmd/gotch-adapt -out .build/gotch -work go.work

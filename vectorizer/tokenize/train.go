@@ -329,7 +329,7 @@ func (h *pairHeap) Pop() any {
 }
 
 // tokenizerJSON writes a HuggingFace tokenizer.json for a WordPiece
-// vocabulary, loadable by both sugarme/tokenizer and HuggingFace tokenizers.
+// vocabulary, as HuggingFace tokenizers reads it.
 func tokenizerJSON(vocab map[string]int) ([]byte, error) {
 	added := []map[string]any{}
 	for i, s := range specialTokens {

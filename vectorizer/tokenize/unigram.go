@@ -29,7 +29,6 @@ type unigram struct {
 	unkScore       float64
 	charsmap       *charsmap
 	addDummyPrefix bool
-	prefix, suffix []int // special tokens around every text
 	special        map[int]bool
 }
 
@@ -92,13 +91,14 @@ func parseUnigram(b []byte) (*unigram, error) {
 		u.special[u.unkID] = false
 	}
 
+	// The charsmap and dummy prefix serve piecesOf, SentencePiece's reading
+	// of the file; encoding goes through the pipeline, HuggingFace's.
 	norms, err := flatten(doc.Normalizer, "normalizers")
 	if err != nil {
 		return nil, err
 	}
 	for _, n := range norms {
-		switch n.Type {
-		case "Precompiled":
+		if n.Type == "Precompiled" && n.PrecompiledCharsmap != "" {
 			raw, err := base64.StdEncoding.DecodeString(n.PrecompiledCharsmap)
 			if err != nil {
 				return nil, fmt.Errorf("malformed precompiled_charsmap: %w", err)
@@ -106,10 +106,6 @@ func parseUnigram(b []byte) (*unigram, error) {
 			if u.charsmap, err = parseCharsmap(raw); err != nil {
 				return nil, err
 			}
-		case "Replace":
-			// SentencePiece's collapsing of white space, done below.
-		default:
-			return nil, fmt.Errorf("unsupported normalizer %q with a Unigram model", n.Type)
 		}
 	}
 	pres, err := flatten(doc.PreTokenizer, "pretokenizers")
@@ -117,21 +113,14 @@ func parseUnigram(b []byte) (*unigram, error) {
 		return nil, err
 	}
 	for _, p := range pres {
-		switch p.Type {
-		case "Metaspace":
+		if p.Type == "Metaspace" {
 			u.addDummyPrefix = p.PrependScheme != "never" && (p.AddPrefixSpace == nil || *p.AddPrefixSpace || p.PrependScheme != "")
-		case "WhitespaceSplit":
-		default:
-			return nil, fmt.Errorf("unsupported pre_tokenizer %q with a Unigram model", p.Type)
 		}
-	}
-	if err := u.readPostProcessor(doc.PostProcessor); err != nil {
-		return nil, err
 	}
 	return u, nil
 }
 
-// component is any normalizer, pre-tokenizer or post-processor entry.
+// component is a normalizer or pre-tokenizer entry.
 type component struct {
 	Type                string            `json:"type"`
 	PrecompiledCharsmap string            `json:"precompiled_charsmap"`
@@ -139,13 +128,6 @@ type component struct {
 	PrependScheme       string            `json:"prepend_scheme"`
 	Normalizers         []json.RawMessage `json:"normalizers"`
 	Pretokenizers       []json.RawMessage `json:"pretokenizers"`
-	Single              []struct {
-		SpecialToken *struct{ ID string } `json:"SpecialToken"`
-		Sequence     *struct{ ID string } `json:"Sequence"`
-	} `json:"single"`
-	SpecialTokens map[string]struct{ IDs []int } `json:"special_tokens"`
-	CLS           []json.RawMessage              `json:"cls"`
-	SEP           []json.RawMessage              `json:"sep"`
 }
 
 // flatten unrolls a Sequence into its members.
@@ -173,51 +155,6 @@ func flatten(raw json.RawMessage, key string) ([]component, error) {
 		out = append(out, sub...)
 	}
 	return out, nil
-}
-
-func (u *unigram) readPostProcessor(raw json.RawMessage) error {
-	if len(raw) == 0 || string(raw) == "null" {
-		return nil
-	}
-	var c component
-	if err := json.Unmarshal(raw, &c); err != nil {
-		return fmt.Errorf("malformed tokenizer.json post_processor: %w", err)
-	}
-	switch c.Type {
-	case "TemplateProcessing":
-		seen := false
-		for _, item := range c.Single {
-			switch {
-			case item.Sequence != nil:
-				seen = true
-			case item.SpecialToken != nil:
-				st, ok := c.SpecialTokens[item.SpecialToken.ID]
-				if !ok {
-					return fmt.Errorf("post_processor names special token %q but does not define it", item.SpecialToken.ID)
-				}
-				if seen {
-					u.suffix = append(u.suffix, st.IDs...)
-				} else {
-					u.prefix = append(u.prefix, st.IDs...)
-				}
-			}
-		}
-	case "RobertaProcessing", "BertProcessing":
-		var clsID, sepID int
-		if len(c.CLS) != 2 || len(c.SEP) != 2 || json.Unmarshal(c.CLS[1], &clsID) != nil || json.Unmarshal(c.SEP[1], &sepID) != nil {
-			return fmt.Errorf("malformed %s post_processor", c.Type)
-		}
-		u.prefix, u.suffix = []int{clsID}, []int{sepID}
-	default:
-		return fmt.Errorf("unsupported post_processor %q with a Unigram model", c.Type)
-	}
-	for _, id := range append(append([]int(nil), u.prefix...), u.suffix...) {
-		if id < 0 || id >= len(u.pieces) {
-			return fmt.Errorf("post_processor token id %d is outside the vocabulary of %d", id, len(u.pieces))
-		}
-		u.special[id] = true
-	}
-	return nil
 }
 
 // normalize applies SentencePiece's normaliser.
@@ -314,20 +251,16 @@ func (u *unigram) segment(s string) []span {
 // span is one piece of a segmentation and the bytes it covers.
 type span struct{ id, start, end int }
 
-// encode returns the ids of text with the special tokens around it.
-func (u *unigram) encode(text string) ([]int, error) {
-	norm := u.normalize(text)
-	spans := u.segment(norm)
-	out := make([]int, 0, len(spans)+len(u.prefix)+len(u.suffix))
-	out = append(out, u.prefix...)
-	for _, sp := range spans {
+// tokenize appends the ids of one pre-tokenised word.
+func (u *unigram) tokenize(word string, ids []int) ([]int, error) {
+	for _, sp := range u.segment(word) {
 		if sp.id < 0 {
 			// As HuggingFace's Unigram: without unk_id, an unknown piece is an error.
-			return nil, fmt.Errorf("%q is not in the vocabulary and tokenizer.json gives no unk_id", norm[sp.start:sp.end])
+			return nil, fmt.Errorf("%q is not in the vocabulary and tokenizer.json gives no unk_id", word[sp.start:sp.end])
 		}
-		out = append(out, sp.id)
+		ids = append(ids, sp.id)
 	}
-	return append(out, u.suffix...), nil
+	return ids, nil
 }
 
 // piecesOf returns the pieces of text without special tokens, unknown ones
@@ -396,4 +329,41 @@ func (c *charsmap) longest(s string) (repl string, n int, ok bool) {
 		end++
 	}
 	return string(c.blob[value:end]), n, true
+}
+
+// shortest finds the shortest key that prefixes s and returns its
+// replacement: HuggingFace's lookup (spm_precompiled's transform takes the
+// first common-prefix result).
+func (c *charsmap) shortest(s string) (string, bool) {
+	if len(c.units) == 0 {
+		return "", false
+	}
+	offset := func(u uint32) uint32 { return (u >> 10) << ((u & (1 << 9)) >> 6) }
+	node := offset(c.units[0])
+	for i := 0; i < len(s) && s[i] != 0; i++ {
+		node ^= uint32(s[i])
+		if int(node) >= len(c.units) {
+			return "", false
+		}
+		u := c.units[node]
+		if u&((1<<31)|0xFF) != uint32(s[i]) {
+			return "", false
+		}
+		node ^= offset(u)
+		if (u>>8)&1 == 1 && int(node) < len(c.units) {
+			return c.at(int(c.units[node] & ((1 << 31) - 1)))
+		}
+	}
+	return "", false
+}
+
+func (c *charsmap) at(value int) (string, bool) {
+	if value < 0 || value >= len(c.blob) {
+		return "", false
+	}
+	end := value
+	for end < len(c.blob) && c.blob[end] != 0 {
+		end++
+	}
+	return string(c.blob[value:end]), true
 }
