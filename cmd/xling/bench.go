@@ -15,8 +15,9 @@ import (
 )
 
 // The bench commands measure xling against a baseline in the same run:
-// python3-torch for the encoder and training, unbatched serving for the
-// sidecar, and the flat index for HNSW.
+// python3-torch for the encoder and training, HuggingFace's tokenizers for
+// the tokenizer, unbatched serving for the sidecar, and the flat index for
+// HNSW.
 
 func runBenchEncode(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	var o bench.EncodeOptions
@@ -51,6 +52,17 @@ func runBenchServe(ctx context.Context, fs *flag.FlagSet, args []string) error {
 		o.Concurrency = append(o.Concurrency, n)
 	}
 	return bench.Serve(ctx, os.Stdout, o)
+}
+
+func runBenchTokenize(ctx context.Context, fs *flag.FlagSet, args []string) error {
+	var o bench.TokenizeOptions
+	fs.StringVar(&o.Model, "model", "", "model directory or tokenizer.json; empty means the WordPiece random bench models get (env XLING_MODEL)")
+	fs.StringVar(&o.Texts, "texts", "sentences", "questions or sentences, from XQuAD-R")
+	fs.DurationVar(&o.Time, "time", 15*time.Second, "measuring time per side and mode, in three interleaved rounds")
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	return bench.Tokenize(ctx, os.Stdout, o)
 }
 
 func runBenchTrain(ctx context.Context, fs *flag.FlagSet, args []string) error {

@@ -63,6 +63,7 @@ func commands() []cli.Command {
 		{Name: "tokenizer train", Summary: "train a WordPiece tokenizer.json on text files", Run: runTokenizerTrain},
 		{Name: "bench encode", Summary: "encoder throughput against python3-torch, same run", Run: runBenchEncode},
 		{Name: "bench index", Summary: "objects/s importing all of XQuAD-R and queries/s evaluating it, flat against hnsw", Run: runBenchIndex},
+		{Name: "bench tokenize", Summary: "tokenizer texts/s against HuggingFace's own tokenizers, same run", Run: runBenchTokenize},
 		{Name: "bench serve", Summary: "sidecar requests/s and latency, batched against unbatched, same run", Run: runBenchServe},
 		{Name: "version", Summary: "print the versions of xling, Go and libtorch", Run: runVersion},
 	}

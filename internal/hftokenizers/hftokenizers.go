@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"time"
 )
 
 //go:embed ref.js
@@ -81,6 +82,30 @@ func (r *Reference) Encode(ctx context.Context, tokenizerJSON string, maxLen int
 		return nil, fmt.Errorf("hf tokenizers encode %s: %d results for %d texts", tokenizerJSON, len(out), len(texts))
 	}
 	return out, nil
+}
+
+// Rates are texts/s.
+type Rates struct {
+	Single float64 `json:"single"` // one text a call
+	Batch  float64 `json:"batch"`  // 256 texts a call, spread over cores
+}
+
+// Bench measures HuggingFace encoding texts with tokenizerJSON for about
+// d one text at a time, then d in batches.
+func (r *Reference) Bench(ctx context.Context, tokenizerJSON string, texts []string, d time.Duration) (Rates, error) {
+	in, err := json.Marshal(texts)
+	if err != nil {
+		return Rates{}, err
+	}
+	out, err := r.run(ctx, in, "bench", tokenizerJSON, strconv.FormatFloat(d.Seconds(), 'f', 3, 64))
+	if err != nil {
+		return Rates{}, err
+	}
+	var rates Rates
+	if err := json.Unmarshal(out, &rates); err != nil {
+		return Rates{}, fmt.Errorf("hf tokenizers bench: bad output: %w", err)
+	}
+	return rates, nil
 }
 
 // Train trains a tokenizer of kind wordpiece (BERT cased normaliser and

@@ -3,6 +3,9 @@
 //   node ref.js MODULE_DIR encode TOKENIZER_JSON MAX_LEN < texts.json > ids.json
 //     one array of ids per text, special tokens included; MAX_LEN 0: no
 //     truncation.
+//   node ref.js MODULE_DIR bench TOKENIZER_JSON SECONDS < texts.json
+//     texts/s encoding one text a call, then in batches of 256 (which
+//     HuggingFace spreads over cores), each for SECONDS: {"single","batch"}.
 //   node ref.js MODULE_DIR train KIND CORPUS OUT_JSON
 //     trains with HuggingFace's default trainer for KIND (wordpiece, bpe,
 //     unigram, wordlevel) and writes tokenizer.json.
@@ -20,6 +23,26 @@ async function encode(file, maxLen) {
     for (const e of encs) out.push(e.getIds());
   }
   process.stdout.write(JSON.stringify(out));
+}
+
+async function bench(file, seconds) {
+  const texts = JSON.parse(fs.readFileSync(0, 'utf8'));
+  const tok = hf.Tokenizer.fromFile(file);
+  const limit = Number(seconds) * 1000;
+  const rate = async (step) => {
+    let n = 0;
+    const start = Date.now();
+    while (Date.now() - start < limit) n += await step(n);
+    return (n * 1000) / (Date.now() - start);
+  };
+  const single = await rate(async (n) => { await tok.encode(texts[n % texts.length]); return 1; });
+  const batch = await rate(async (n) => {
+    const at = n % texts.length;
+    const chunk = texts.slice(at, at + 256);
+    await tok.encodeBatch(chunk);
+    return chunk.length;
+  });
+  process.stdout.write(JSON.stringify({ single, batch }));
 }
 
 function train(kind, corpus, out) {
@@ -52,6 +75,7 @@ function train(kind, corpus, out) {
 
 (async () => {
   if (mode === 'encode') await encode(...args);
+  else if (mode === 'bench') await bench(...args);
   else if (mode === 'train') train(...args);
   else throw new Error('unknown mode ' + mode);
 })().catch((e) => { console.error(String((e && e.stack) || e)); process.exit(1); });

@@ -32,6 +32,7 @@ var edgeTexts = []string{
 	"👍🏽 😀 🥰 🫠", "🇩🇪🇫🇷", "👨‍👩‍👧 family",
 	"¿Qué? ¡Hola! «quote» „German“ — dash – en", "1,234.56 $5 €5 ¥5", "a_b e-mail C++ x86-64 #tag @user",
 	strings.Repeat("a", 150), strings.Repeat("1234567890", 20), strings.Repeat("long text ", 300),
+	"say hello there", "sayhello", "HELLO world", "ｈｅｌｌｏ!", "hello_world", "a   [MASK]   b", "[MASK][MASK]", "x [SEP]y", // added-token options
 	"", " ", "  \t\n",
 }
 
@@ -182,6 +183,25 @@ func parityFiles(t *testing.T, ref *hftokenizers.Reference) map[string]string {
 			map[string]any{"type": "Punctuation", "behavior": "Isolated"},
 		}},
 	}))
+	// Added tokens with every option: stripping, whole words only, and
+	// matched after normalisation (so "HELLO" and "ｈｅｌｌｏ" match too).
+	addedOpts := append([]any(nil), base["added_tokens"].([]any)...)
+	for i, a := range addedOpts {
+		a := a.(map[string]any)
+		if a["content"] == "[MASK]" || a["content"] == "[SEP]" {
+			b := map[string]any{}
+			for k, v := range a {
+				b[k] = v
+			}
+			b["lstrip"], b["rstrip"] = true, true
+			addedOpts[i] = b
+		}
+	}
+	vocabSize := len(base["model"].(map[string]any)["vocab"].(map[string]any))
+	addedOpts = append(addedOpts,
+		map[string]any{"id": vocabSize, "content": "hello", "single_word": true, "lstrip": false, "rstrip": false, "normalized": true, "special": false},
+		map[string]any{"id": vocabSize + 1, "content": "World", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": false})
+	write("wordpiece-added-options", with(map[string]any{"added_tokens": addedOpts}))
 	write("wordpiece-split-ws", with(map[string]any{
 		"normalizer": map[string]any{"type": "Sequence", "normalizers": []any{map[string]any{"type": "NFC"}, bert(false, false)}},
 		"pre_tokenizer": map[string]any{"type": "Sequence", "pretokenizers": []any{
@@ -211,6 +231,14 @@ func parityFiles(t *testing.T, ref *hftokenizers.Reference) map[string]string {
 			t.Fatal(err)
 		}
 		write("unigram-xlmr", uni) // XLM-R's layout, <mask> with lstrip
+		for _, scheme := range []string{"first", "never"} {
+			doc := map[string]any{}
+			for k, v := range uni {
+				doc[k] = v
+			}
+			doc["pre_tokenizer"] = map[string]any{"type": "Metaspace", "replacement": "▁", "prepend_scheme": scheme, "split": scheme == "first"}
+			write("unigram-metaspace-"+scheme, doc)
+		}
 	} else if os.Getenv("CI") == "true" {
 		t.Fatal("spm_train not installed (apt-get install sentencepiece)")
 	}
