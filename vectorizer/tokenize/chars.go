@@ -7,9 +7,13 @@ import (
 
 // Character classes as HuggingFace tokenizers (Rust) defines them. Rust's
 // char::is_whitespace is Unicode's White_Space, which unicode.IsSpace is
-// too; the categories (P*, Mn, Cc/Cf/Co) come from the unicode_categories
-// crate in HuggingFace and from Go's tables here, which differ only on
-// characters Unicode assigned after the crate's tables were written.
+// too. BertNormalizer and the BERT and Punctuation pre-tokenizers take the
+// categories P*, Mn and Cc/Cf/Co from the unicode_categories crate, whose
+// tables are Unicode 8.0's: a punctuation mark or accent assigned later
+// (U+2E43, U+0D3B) is neither there, so xling uses the same tables
+// (unicode8_tables.go) rather than Go's newer ones.
+
+//go:generate sh -c "perl gen_unicode8.pl > unicode8_tables.go && gofmt -w unicode8_tables.go"
 
 func isWhitespace(r rune) bool { return unicode.IsSpace(r) }
 
@@ -20,7 +24,7 @@ func isBertControl(r rune) bool {
 	case '\t', '\n', '\r':
 		return false
 	}
-	return unicode.In(r, unicode.Cc, unicode.Cf, unicode.Co)
+	return unicode.Is(other8, r)
 }
 
 // isBertPunct is BertPreTokenizer's is_bert_punc: ASCII punctuation (which
@@ -29,7 +33,7 @@ func isBertPunct(r rune) bool {
 	if r < 0x80 {
 		return r > ' ' && r < 0x7f && !('0' <= r && r <= '9' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z')
 	}
-	return unicode.IsPunct(r)
+	return unicode.Is(punct8, r)
 }
 
 // isChineseChar is BertNormalizer's is_chinese_char. HuggingFace's ranges

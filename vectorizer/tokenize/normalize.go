@@ -164,7 +164,7 @@ func (n bertNormalizer) pass(s string, lower bool) string {
 func (n bertNormalizer) stripAndLower(s string) string {
 	b := make([]byte, 0, len(s))
 	for _, r := range s {
-		if unicode.Is(unicode.Mn, r) {
+		if unicode.Is(mn8, r) {
 			continue
 		}
 		if n.lower {
@@ -200,12 +200,12 @@ func (lowercase) normalize(s string) string {
 }
 
 // stripAccents is HuggingFace's StripAccents: it drops combining marks
-// (Mn, Mc, Me) as they are, without decomposing first.
+// (Mn, Mc, Me, as of Unicode 9.0) as they are, without decomposing first.
 type stripAccents struct{}
 
 func (stripAccents) normalize(s string) string {
 	return strings.Map(func(r rune) rune {
-		if unicode.IsMark(r) {
+		if unicode.Is(mark9, r) {
 			return -1
 		}
 		return r

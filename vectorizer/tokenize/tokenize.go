@@ -152,7 +152,7 @@ func parseModel(b []byte, maxLen int) (*Tokenizer, error) {
 
 // maxVocab bounds token ids: no real vocabulary comes near it, and a
 // corrupt id must not allocate gigabytes.
-const maxVocab = 1 << 24
+const maxVocab = 1 << 22
 
 func (t *Tokenizer) setToken(id int, tok string) error {
 	if id < 0 || id >= maxVocab {

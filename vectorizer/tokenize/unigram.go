@@ -367,3 +367,14 @@ func (c *charsmap) at(value int) (string, bool) {
 	}
 	return string(c.blob[value:end]), true
 }
+
+// score is the total score of a segmentation, special tokens left out.
+func (u *unigram) score(ids []int) float64 {
+	total := 0.0
+	for _, id := range ids {
+		if id >= 0 && id < len(u.scores) && !u.special[id] {
+			total += u.scores[id]
+		}
+	}
+	return total
+}
