@@ -43,7 +43,8 @@ func (t *TextTokenizer) Tokenize(text string, kind Kind) (Tokens, error) {
 	if kind == Query {
 		prefix = t.opts.QueryPrefix
 	}
-	// Checked before the prefix is added, or the prefix would hide it.
+	// Checked before the prefix is added, so that the offset of a bad byte
+	// it reports is the text's own.
 	if err := tokenize.Check(text); err != nil {
 		return Tokens{}, err
 	}

@@ -22,7 +22,6 @@ type pipeline struct {
 	pre            preTokenizer
 	model          wordModel
 	prefix, suffix []int
-	special        map[int]bool
 }
 
 // wordModel turns one pre-tokenised word into ids, appended to ids.
@@ -30,7 +29,7 @@ type wordModel interface {
 	tokenize(word string, ids []int) ([]int, error)
 }
 
-// tokenizerJSON is the part of tokenizer.json the pipeline reads.
+// tokenizerFile is the part of tokenizer.json the pipeline reads.
 type tokenizerFile struct {
 	AddedTokens   []addedToken    `json:"added_tokens"`
 	Normalizer    json.RawMessage `json:"normalizer"`
@@ -51,7 +50,7 @@ type addedToken struct {
 
 // newPipeline reads tokenizer.json around the given model.
 func newPipeline(doc tokenizerFile, model wordModel) (*pipeline, error) {
-	p := &pipeline{model: model, special: map[int]bool{}}
+	p := &pipeline{model: model}
 	var err error
 	if p.normalizer, err = readNormalizer(doc.Normalizer); err != nil {
 		return nil, err
@@ -67,28 +66,19 @@ func newPipeline(doc tokenizerFile, model wordModel) (*pipeline, error) {
 		if t.ID < 0 {
 			return nil, fmt.Errorf("added token %q has the negative id %d", t.Content, t.ID)
 		}
-		if t.Content == "" {
-			continue
+		if t.Normalized && p.normalizer != nil {
+			t.Content = p.normalizer.normalize(t.Content)
 		}
-		if t.Special {
-			p.special[t.ID] = true
+		if t.Content == "" {
+			continue // HuggingFace cannot match an empty token either
 		}
 		if t.Normalized {
-			if p.normalizer != nil {
-				t.Content = p.normalizer.normalize(t.Content)
-			}
 			normed = append(normed, t)
 		} else {
 			raw = append(raw, t)
 		}
 	}
 	p.raw, p.normed = newAddedTokens(raw), newAddedTokens(normed)
-	for _, id := range p.prefix {
-		p.special[id] = true
-	}
-	for _, id := range p.suffix {
-		p.special[id] = true
-	}
 	return p, nil
 }
 

@@ -145,7 +145,7 @@ func readBehavior(s string, dflt behavior) (behavior, error) {
 	return 0, fmt.Errorf("unknown split behavior %q", s)
 }
 
-// span is a byte range of a piece and whether the pattern matched it.
+// match is a byte range of a piece and whether the pattern matched it.
 type match struct {
 	start, end int
 	isMatch    bool
@@ -431,9 +431,8 @@ func gpt2Split(s string) int {
 			return n
 		}
 	}
-	// White space: all of it when it ends the text or precedes more white
-	// space... that is, all but its last character when a non-space
-	// follows, unless that leaves nothing.
+	// \s+(?!\S): the run of white space, less its last character when a
+	// non-space follows; \s+ when that leaves nothing.
 	end := run(0, isWhitespace)
 	if end == len(s) {
 		return end

@@ -170,6 +170,7 @@ func FuzzLoadTokenizer(f *testing.F) {
 	f.Add([]byte(`{"model":{"type":"Unigram","vocab":[["<pad>",0],["▁a",-1]]},"post_processor":{"type":"TemplateProcessing","special_tokens":{"<s>":{"ids":[7]}}}}`))
 	f.Add([]byte(`{"normalizer":{"type":"BertNormalizer","lowercase":true,"clean_text":true},"pre_tokenizer":{"type":"BertPreTokenizer"},"model":{"type":"WordPiece","unk_token":"[UNK]","vocab":{"[UNK]":0,"a":1,"##b":2,"[CLS]":3,"[SEP]":4}},"post_processor":{"type":"BertProcessing","sep":["[SEP]",4],"cls":["[CLS]",3]}}`))
 	f.Add([]byte(`{"model":{"type":"WordPiece","vocab":{"a":-5}}}`))
+	f.Add([]byte(`{"normalizer":{"type":"BertNormalizer"},"added_tokens":[{"id":0,"content":"\u200b","normalized":true}],"model":{"type":"WordLevel","unk_token":"a","vocab":{"a":0}}}`))
 	f.Add([]byte(`{`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		tok, err := parse(b, 16)
