@@ -13,36 +13,18 @@ import (
 	"testing"
 
 	"github.com/xling-ir/xling/internal/shareddata/sharedtest"
+	"github.com/xling-ir/xling/qa"
 )
 
 func sharedData(t testing.TB) string { return sharedtest.Dir(t) }
 
 // xquadSentences returns every candidate sentence of XQuAD-R, all languages.
 func xquadSentences(t testing.TB) []string {
-	dir := filepath.Join(sharedData(t), "xquad-r")
-	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
-	var out []string
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var doc struct {
-			Data []struct {
-				Paragraphs []struct {
-					Sentences []string `json:"sentences"`
-				} `json:"paragraphs"`
-			} `json:"data"`
-		}
-		if err := json.Unmarshal(b, &doc); err != nil {
-			t.Fatal(err)
-		}
-		for _, d := range doc.Data {
-			for _, p := range d.Paragraphs {
-				out = append(out, p.Sentences...)
-			}
-		}
+	ds, err := qa.LoadLAReQA(filepath.Join(sharedData(t), "xquad-r"), nil)
+	if err != nil {
+		t.Fatal(err)
 	}
+	out := ds.CandidateTexts()
 	if len(out) < 10000 {
 		t.Fatalf("read %d XQuAD-R sentences, want over 10,000", len(out))
 	}
