@@ -2,6 +2,7 @@ package vectorizer
 
 import (
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/xling-ir/xling/vectorizer/modelconfig"
 	"github.com/xling-ir/xling/vectorizer/tokenize"
@@ -18,9 +19,10 @@ type Tokens struct {
 // vectorizer and the trainer both use it, so that a model is trained on
 // the ids it is served with.
 type TextTokenizer struct {
-	tok  *tokenize.Tokenizer
-	opts Options
-	pad  int64
+	tok   *tokenize.Tokenizer
+	opts  Options
+	pad   int64
+	rules textRules // a foreign layout's; zero for xling's own
 }
 
 // NewTextTokenizer checks that tok fits the model of cfg (every id it can
@@ -48,13 +50,32 @@ func (t *TextTokenizer) Tokenize(text string, kind Kind) (Tokens, error) {
 	if err := tokenize.Check(text); err != nil {
 		return Tokens{}, err
 	}
-	ids, truncated, err := t.tok.Encode(prefix + text)
+	text = prefix + text
+	cut := false
+	if n := t.rules.maxRunes; n > 0 && utf8.RuneCountInString(text) > n {
+		i := 0
+		for range n {
+			_, size := utf8.DecodeRuneInString(text[i:])
+			i += size
+		}
+		text, cut = text[:i], true
+	}
+	ids, truncated, err := t.tok.Encode(text)
 	if err != nil {
 		return Tokens{}, err
 	}
-	out := Tokens{IDs: make([]int64, len(ids)), Truncated: truncated}
-	for i, id := range ids {
-		out.IDs[i] = int64(id)
+	unk := -1
+	if t.rules.dropUnk {
+		unk = t.tok.UnkID()
+	}
+	out := Tokens{IDs: make([]int64, 0, len(ids)), Truncated: truncated || cut}
+	for _, id := range ids {
+		if id != unk {
+			out.IDs = append(out.IDs, int64(id))
+		}
+	}
+	if n := t.rules.maxIDs; n > 0 && len(out.IDs) > n {
+		out.IDs, out.Truncated = out.IDs[:n], true
 	}
 	return out, nil
 }

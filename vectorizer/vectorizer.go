@@ -84,20 +84,32 @@ func Load(dir string, lo LoadOptions) (*Vectorizer, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	cfg, err := modelconfig.Read(filepath.Join(dir, ConfigFile))
+	lay, err := readLayout(dir)
 	if err != nil {
 		return nil, err
 	}
-	opts, err := readOptions(dir)
+	var cfg modelconfig.Config
+	var opts Options
+	tokPath := filepath.Join(dir, TokenizerFile)
+	if lay != nil {
+		cfg, opts, tokPath = lay.cfg, lay.opts, lay.tokenizer
+	} else {
+		if cfg, err = modelconfig.Read(filepath.Join(dir, ConfigFile)); err != nil {
+			return nil, err
+		}
+		if opts, err = readOptions(dir); err != nil {
+			return nil, err
+		}
+		if err := opts.validate(cfg); err != nil {
+			return nil, fmt.Errorf("model directory %s: %s: %w", dir, OptionsFile, err)
+		}
+	}
+	tok, err := tokenize.Load(tokPath, opts.MaxSeqLength)
 	if err != nil {
 		return nil, err
 	}
-	if err := opts.validate(cfg); err != nil {
-		return nil, fmt.Errorf("model directory %s: %s: %w", dir, OptionsFile, err)
-	}
-	tok, err := tokenize.Load(filepath.Join(dir, TokenizerFile), opts.MaxSeqLength)
-	if err != nil {
-		return nil, err
+	if lay != nil && lay.rules.plain {
+		tok = tok.WithoutSpecialTokens()
 	}
 	text, err := NewTextTokenizer(tok, opts, cfg)
 	if err != nil {
@@ -107,6 +119,16 @@ func Load(dir string, lo LoadOptions) (*Vectorizer, error) {
 		lo.BatchSize = 32
 	}
 	v := &Vectorizer{Dir: dir, Config: cfg, Options: opts, text: text, batch: lo.BatchSize, log: log}
+	if lay != nil {
+		text.rules = lay.rules
+		m, err := lay.model()
+		if err != nil {
+			return nil, fmt.Errorf("model directory %s: %w", dir, err)
+		}
+		v.passage = staticEncoder{m: m, normalize: opts.Normalize}
+		v.query = v.passage
+		return v, nil
+	}
 	dirs := []string{dir}
 	if opts.QueryModel != "" {
 		qdir := filepath.Join(dir, opts.QueryModel)

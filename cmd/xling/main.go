@@ -60,6 +60,7 @@ func commands() []cli.Command {
 		{Name: "experiment", Summary: "the study: train every batch mode, evaluate zero-shot inside Weaviate, write the report", Run: runExperiment},
 		{Name: "miracl", Summary: "stream a MIRACL corpus into Weaviate and evaluate its dev topics (nDCG@10, recall), dense and BM25", Run: runMIRACL},
 		{Name: "serve", Summary: "serve a model to Weaviate as its text2vec-transformers inference container", Run: runServe},
+		{Name: "export", Summary: "write a static model in model2vec's layout, which sentence-transformers loads too", Run: runExport},
 		{Name: "tokenizer train", Summary: "train a WordPiece tokenizer.json on text files", Run: runTokenizerTrain},
 		{Name: "bench encode", Summary: "encoder throughput against python3-torch, same run", Run: runBenchEncode},
 		{Name: "bench index", Summary: "objects/s importing all of XQuAD-R and queries/s evaluating it, flat against hnsw", Run: runBenchIndex},

@@ -149,6 +149,42 @@ func TestStaticOnlyBuild(t *testing.T) {
 		t.Errorf("Weaviate's vectors differ from encode's by up to %g", worst)
 	}
 
+	// The model2vec layout: no special tokens, so close to the source's
+	// vectors but not equal (the exact fold is TestWriteModel2VecIsTheSameModel).
+	exported := filepath.Join(runs, "model2vec")
+	if _, stderr, err := xlingStatic(t, "", "export", "--model", model, "--out", exported); err != nil {
+		t.Fatalf("export: %v\n%s", err, stderr)
+	}
+	stdout, stderr, err = xlingStatic(t, strings.Join(texts, "\n")+"\n", "encode", "--model", exported, "--kind", "passage")
+	if err != nil {
+		t.Fatalf("encode the model2vec layout: %v\n%s", err, stderr)
+	}
+	lo, hi := 1.0, -1.0
+	sc = bufio.NewScanner(strings.NewReader(stdout))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var rec struct {
+			Text   string
+			Vector []float64
+		}
+		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
+			t.Fatal(err)
+		}
+		dot := 0.0
+		for i, x := range rec.Vector {
+			dot += x * want[rec.Text][i]
+		}
+		lo, hi = min(lo, dot), max(hi, dot)
+	}
+	t.Logf("model2vec layout against the source model: cosine %.4f-%.4f over %d texts", lo, hi, len(texts))
+	if lo < 0.8 || hi > 1-1e-6 {
+		t.Errorf("model2vec layout: cosine to the source %.4f-%.4f, want close (> 0.8) but not equal (no special tokens)", lo, hi)
+	}
+	_, stderr, err = xlingStatic(t, "", "export", "--model", vectorizertest.Tiny(t), "--out", t.TempDir())
+	if exitCode(err) != 1 || !strings.Contains(stderr, "only static models") {
+		t.Errorf("export of a transformer: exit %d, stderr %q", exitCode(err), stderr)
+	}
+
 	_, stderr, err = xlingStatic(t, "hello\n", "encode", "--model", vectorizertest.Tiny(t))
 	if exitCode(err) != 1 || !strings.Contains(stderr, "need the libtorch build of xling") {
 		t.Errorf("transformer model in the static-only build: exit %d, stderr %q", exitCode(err), stderr)

@@ -116,17 +116,29 @@ func (r *Reference) Train(ctx context.Context, kind, corpus, out string) error {
 	return err
 }
 
+// Command writes the reference script into dir and returns the command
+// line that runs it, for a reference in another language to call: append
+// "encode", a tokenizer.json, a maximum length and optionally "plain", and
+// write the texts as a JSON array to its stdin (see ref.js).
+func (r *Reference) Command(dir string) ([]string, error) {
+	path := filepath.Join(dir, "ref.js")
+	if err := os.WriteFile(path, script, 0o644); err != nil {
+		return nil, err
+	}
+	return []string{"node", path, r.module}, nil
+}
+
 func (r *Reference) run(ctx context.Context, stdin []byte, args ...string) ([]byte, error) {
 	dir, err := os.MkdirTemp("", "hftokenizers-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	path := filepath.Join(dir, "ref.js")
-	if err := os.WriteFile(path, script, 0o644); err != nil {
+	argv, err := r.Command(dir)
+	if err != nil {
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, "node", append([]string{path, r.module}, args...)...)
+	cmd := exec.CommandContext(ctx, argv[0], append(argv[1:], args...)...)
 	cmd.Stdin = bytes.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

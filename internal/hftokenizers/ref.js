@@ -1,8 +1,8 @@
 // HuggingFace's own tokenizers (the npm package: the Rust library through
 // its Node binding), as the reference for xling's tokenizer.
-//   node ref.js MODULE_DIR encode TOKENIZER_JSON MAX_LEN < texts.json > ids.json
-//     one array of ids per text, special tokens included; MAX_LEN 0: no
-//     truncation.
+//   node ref.js MODULE_DIR encode TOKENIZER_JSON MAX_LEN [plain] < texts.json > ids.json
+//     one array of ids per text, special tokens included unless "plain"
+//     (add_special_tokens=False); MAX_LEN 0: the file's own truncation.
 //   node ref.js MODULE_DIR bench TOKENIZER_JSON SECONDS < texts.json
 //     texts/s encoding one text a call, then in batches of 256 (which
 //     HuggingFace spreads over cores), each for SECONDS: {"single","batch"}.
@@ -13,13 +13,14 @@ const [moduleDir, mode, ...args] = process.argv.slice(2);
 const hf = require(moduleDir);
 const fs = require('fs');
 
-async function encode(file, maxLen) {
+async function encode(file, maxLen, plain) {
   const texts = JSON.parse(fs.readFileSync(0, 'utf8'));
   const tok = hf.Tokenizer.fromFile(file);
   if (Number(maxLen) > 0) tok.setTruncation(Number(maxLen));
+  const opts = { addSpecialTokens: plain !== 'plain' };
   const out = [];
   for (let i = 0; i < texts.length; i += 512) {
-    const encs = await tok.encodeBatch(texts.slice(i, i + 512));
+    const encs = await tok.encodeBatch(texts.slice(i, i + 512), opts);
     for (const e of encs) out.push(e.getIds());
   }
   process.stdout.write(JSON.stringify(out));

@@ -180,7 +180,8 @@ func parse(b []byte, dataLen int64) (*File, error) {
 }
 
 // Float32 decodes a floating-point tensor into float32s (F32, F16, BF16 and
-// F64 are accepted: checkpoints are often stored in half precision).
+// F64 are accepted: checkpoints are often stored in half precision), or an
+// I8 one, as model2vec's int8-quantised embeddings are stored.
 func (t Tensor) Float32() ([]float32, error) {
 	size, ok := dtypeSize[t.DType]
 	if !ok {
@@ -206,6 +207,10 @@ func (t Tensor) Float32() ([]float32, error) {
 		for i := range out {
 			out[i] = halfToFloat(le.Uint16(t.Data[2*i:]))
 		}
+	case "I8":
+		for i := range out {
+			out[i] = float32(int8(t.Data[i]))
+		}
 	default:
 		return nil, fmt.Errorf("dtype %s is not floating point", t.DType)
 	}
@@ -214,6 +219,45 @@ func (t Tensor) Float32() ([]float32, error) {
 	for i, x := range out {
 		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
 			return nil, fmt.Errorf("value %d is %g: corrupt weights", i, x)
+		}
+	}
+	return out, nil
+}
+
+// Int64 decodes an integer tensor (I64, I32, U32, I16, U16, I8 or U8)
+// into int64s; U64 values above the int64 range are an error.
+func (t Tensor) Int64() ([]int64, error) {
+	size, ok := dtypeSize[t.DType]
+	if !ok {
+		return nil, fmt.Errorf("unknown dtype %q", t.DType)
+	}
+	out := make([]int64, int64(len(t.Data))/size)
+	le := binary.LittleEndian
+	for i := range out {
+		b := t.Data[int64(i)*size:]
+		switch t.DType {
+		case "I64":
+			out[i] = int64(le.Uint64(b))
+		case "U64":
+			u := le.Uint64(b)
+			if u > math.MaxInt64 {
+				return nil, fmt.Errorf("value %d is %d, beyond int64", i, u)
+			}
+			out[i] = int64(u)
+		case "I32":
+			out[i] = int64(int32(le.Uint32(b)))
+		case "U32":
+			out[i] = int64(le.Uint32(b))
+		case "I16":
+			out[i] = int64(int16(le.Uint16(b)))
+		case "U16":
+			out[i] = int64(le.Uint16(b))
+		case "I8":
+			out[i] = int64(int8(b[0]))
+		case "U8":
+			out[i] = int64(b[0])
+		default:
+			return nil, fmt.Errorf("dtype %s is not an integer type", t.DType)
 		}
 	}
 	return out, nil

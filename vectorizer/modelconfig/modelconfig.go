@@ -140,7 +140,9 @@ func (c Config) validateStatic() error {
 			return fmt.Errorf("%s must be positive for a static model, got %d", f.name, f.v)
 		}
 	}
-	if c.PadTokenID < 0 || c.PadTokenID >= c.VocabSize {
+	// -1 means no padding id: every id counts in the mean, as in the
+	// model2vec and sentence-transformers layouts.
+	if c.PadTokenID < -1 || c.PadTokenID >= c.VocabSize {
 		return fmt.Errorf("pad_token_id %d is outside the vocabulary of %d", c.PadTokenID, c.VocabSize)
 	}
 	return nil

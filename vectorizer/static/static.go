@@ -62,8 +62,9 @@ func (m *Model) Init(seed uint64) {
 		m.Emb[i] = float32(rng.NormFloat64())
 	}
 	e, _ := m.dims()
-	pad := int(m.Config.PadTokenID)
-	clear(m.Emb[pad*e : (pad+1)*e])
+	if pad := int(m.Config.PadTokenID); pad >= 0 {
+		clear(m.Emb[pad*e : (pad+1)*e])
+	}
 	for i := range m.Proj {
 		m.Proj[i] = float32(rng.NormFloat64() * m.Config.InitializerRange)
 	}
@@ -149,6 +150,27 @@ func (m *Model) LoadTensors(tensors map[string]safetensors.Tensor, source string
 		copy(w.dst, v)
 	}
 	return nil
+}
+
+// Rows returns each token's vector in the output space: its embedding
+// row, projected when the model has a projection. Projection is affine and
+// the mean of rows is linear, so the mean of these rows is the projected
+// mean of the embeddings: a table of them encodes every text with at least
+// one token as the model does, and is what layouts without a projection
+// (model2vec, sentence-transformers' StaticEmbedding) store.
+func (m *Model) Rows() []float32 {
+	if !m.projected() {
+		return append([]float32(nil), m.Emb...)
+	}
+	e, h := m.dims()
+	out := make([]float32, int(m.Config.VocabSize)*h)
+	parallel(int(m.Config.VocabSize), func(id int) {
+		row := m.Emb[id*e : (id+1)*e]
+		for i := range h {
+			out[id*h+i] = m.Bias[i] + dot(m.Proj[i*e:(i+1)*e], row)
+		}
+	})
+	return out
 }
 
 // trace is what encoding one text leaves for its backward pass.

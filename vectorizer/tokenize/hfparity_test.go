@@ -34,6 +34,8 @@ var edgeTexts = []string{
 	"👍🏽 😀 🥰 🫠", "🇩🇪🇫🇷", "👨‍👩‍👧 family",
 	"¿Qué? ¡Hola! «quote» „German“ — dash – en", "1,234.56 $5 €5 ¥5", "a_b e-mail C++ x86-64 #tag @user",
 	strings.Repeat("a", 150), strings.Repeat("1234567890", 20), strings.Repeat("long text ", 300),
+	strings.Repeat("☃", 5000) + " end", strings.Repeat("x", 20000) + " tail", // one long word, then more: no byte cut may drop "end"
+
 	"a\u2E4Fb a\u2E43b a\U0001DA87b a\uA8FCb", "a\u0D3Bb a\u08D3b", "tra\u0D3Bm\u0300e", // punctuation and marks Unicode assigned after 8.0
 	"say hello there", "sayhello", "HELLO world", "ｈｅｌｌｏ!", "hello_world", "a   [MASK]   b", "[MASK][MASK]", "x [SEP]y", // added-token options
 	"", " ", "  \t\n",

@@ -2,6 +2,7 @@ package tokenize
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -83,9 +84,14 @@ func newPipeline(doc tokenizerFile, model wordModel) (*pipeline, error) {
 }
 
 // encode returns the ids of text without the post-processor's tokens.
-func (p *pipeline) encode(text string) ([]int, error) {
-	ids := make([]int, 0, len(text)/3+4)
+func (p *pipeline) encode(text string, limit int) ([]int, error) {
+	ids := make([]int, 0, min(len(text)/3, limit)+4)
 	err := p.each(text, func(word string, id int) (err error) {
+		if len(ids) > limit {
+			// Tokens are appended in order and truncation keeps a prefix:
+			// what follows cannot change the ids kept.
+			return errEnough
+		}
 		if word == "" {
 			ids = append(ids, id)
 			return nil
@@ -93,8 +99,14 @@ func (p *pipeline) encode(text string) ([]int, error) {
 		ids, err = p.model.tokenize(word, ids)
 		return err
 	})
+	if err == errEnough {
+		err = nil
+	}
 	return ids, err
 }
+
+// errEnough stops encode once it has more ids than are kept.
+var errEnough = errors.New("enough tokens")
 
 // each calls fn, in order, with every added token of text (word "", its
 // id) and every word the model must split (id -1).

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -21,11 +22,6 @@ import (
 
 // ErrInvalidUTF8 reports a text that is not valid UTF-8.
 var ErrInvalidUTF8 = errors.New("text is not valid UTF-8")
-
-// maxBytesPerToken bounds how much text is tokenised before truncation: no
-// tokenizer emits fewer tokens than bytes/64, so cutting a text there keeps
-// every token that survives truncation while sparing the tokenizer megabytes.
-const maxBytesPerToken = 64
 
 // wordMargin is how many words past maxLen a text keeps before
 // tokenising (see afterWords): slack for a last word the cut splits.
@@ -40,6 +36,8 @@ type Tokenizer struct {
 	padID  int
 	raw    []byte // the tokenizer.json it was read from
 	maxID  int    // the largest id Encode can return
+	unkID  int    // the model's unk_token, -1 for Unigram or none
+	plain  bool   // without the post-processor's special tokens
 }
 
 // JSON returns the tokenizer.json this tokenizer was read from.
@@ -95,7 +93,7 @@ func parseModel(b []byte, maxLen int) (*Tokenizer, error) {
 	if err := json.Unmarshal(doc.Model, &head); err != nil {
 		return nil, fmt.Errorf("malformed tokenizer.json model: %w", err)
 	}
-	t := &Tokenizer{maxLen: maxLen, padID: -1}
+	t := &Tokenizer{maxLen: maxLen, padID: -1, unkID: -1}
 	var model wordModel
 	var vocab map[string]int
 	var err error
@@ -104,7 +102,7 @@ func parseModel(b []byte, maxLen int) (*Tokenizer, error) {
 		var m *wordPiece
 		m, err = readWordPiece(doc.Model)
 		if m != nil {
-			model, vocab = m, m.vocab
+			model, vocab, t.unkID = m, m.vocab, m.unk
 		}
 	case "Unigram":
 		t.uni, err = parseUnigram(b)
@@ -115,13 +113,13 @@ func parseModel(b []byte, maxLen int) (*Tokenizer, error) {
 		var m *bpe
 		m, err = readBPE(doc.Model)
 		if m != nil {
-			model, vocab = m, m.vocab
+			model, vocab, t.unkID = m, m.vocab, m.unk
 		}
 	case "WordLevel":
 		var m *wordLevel
 		m, err = readWordLevel(doc.Model)
 		if m != nil {
-			model, vocab = m, m.vocab
+			model, vocab, t.unkID = m, m.vocab, m.unk
 		}
 	default:
 		return nil, fmt.Errorf("unsupported model type %q (xling reads WordPiece, Unigram, BPE and WordLevel)", head.Type)
@@ -165,11 +163,29 @@ func (t *Tokenizer) setToken(id int, tok string) error {
 	return nil
 }
 
+// Vocab returns the token of each id, added tokens included ("" for an id
+// the file leaves unused).
+func (t *Tokenizer) Vocab() []string { return slices.Clone(t.tokens) }
+
 // VocabSize is the number of token ids, added tokens included.
 func (t *Tokenizer) VocabSize() int { return len(t.tokens) }
 
 // PadID is the padding token's id, or -1 if the vocabulary has none.
 func (t *Tokenizer) PadID() int { return t.padID }
+
+// UnkID is the id of the model's unk_token, or -1 where the model names
+// none. Like HuggingFace's Python binding, which exposes unk_token on
+// WordPiece, BPE and WordLevel only, a Unigram model reports -1.
+func (t *Tokenizer) UnkID() int { return t.unkID }
+
+// WithoutSpecialTokens returns a tokenizer that encodes as HuggingFace's
+// encode with add_special_tokens=False: the post-processor's tokens are
+// left out, and truncation keeps MaxLen tokens of the text.
+func (t *Tokenizer) WithoutSpecialTokens() *Tokenizer {
+	c := *t
+	c.plain = true
+	return &c
+}
 
 // MaxLen is the longest sequence Encode returns.
 func (t *Tokenizer) MaxLen() int { return t.maxLen }
@@ -187,20 +203,17 @@ func Check(text string) error {
 	return nil
 }
 
-// Encode tokenises one text with the tokenizer's special tokens. A text
-// longer than MaxLen tokens is cut to MaxLen, keeping the special tokens
-// around it, and truncated reports it.
+// Encode tokenises one text with the tokenizer's special tokens (unless
+// WithoutSpecialTokens made it). A text longer than MaxLen tokens is cut to
+// MaxLen, keeping the special tokens around it, and truncated reports it.
 func (t *Tokenizer) Encode(text string) (ids []int, truncated bool, err error) {
 	if err := Check(text); err != nil {
 		return nil, false, err
 	}
-	if limit := t.maxLen * maxBytesPerToken; len(text) > limit {
-		cut := limit
-		for cut > 0 && !utf8.RuneStart(text[cut]) {
-			cut--
-		}
-		text, truncated = text[:cut], true
-	}
+	// Texts are cut by words, never by bytes: one word of any length can
+	// be a single token (WordPiece's unk_token past max_input_chars_per_word,
+	// WordLevel's), so a byte cut changes the tokens that follow it. How
+	// long a text may be is the caller's limit (the sidecar's body size).
 	if cut, ok := afterWords(text, t.maxLen+wordMargin); ok {
 		text, truncated = text[:cut], true
 	}
@@ -242,15 +255,20 @@ func afterWords(text string, n int) (int, bool) {
 // special tokens fit).
 func (t *Tokenizer) encode(text string) (ids []int, truncated bool, err error) {
 	p := t.pipe
-	content, err := p.encode(text)
+	prefix, suffix := p.prefix, p.suffix
+	if t.plain {
+		prefix, suffix = nil, nil
+	}
+	room := t.maxLen - len(prefix) - len(suffix)
+	content, err := p.encode(text, max(room, 0))
 	if err != nil {
 		return nil, false, err
 	}
-	if room := t.maxLen - len(p.prefix) - len(p.suffix); len(content) > room {
+	if len(content) > room {
 		content, truncated = content[:max(room, 0)], true
 	}
-	ids = make([]int, 0, len(p.prefix)+len(content)+len(p.suffix))
-	ids = append(append(append(ids, p.prefix...), content...), p.suffix...)
+	ids = make([]int, 0, len(prefix)+len(content)+len(suffix))
+	ids = append(append(append(ids, prefix...), content...), suffix...)
 	return ids, truncated, nil
 }
 
