@@ -38,8 +38,10 @@ chart: helm
 	$(HELM_BIN) template xling charts/xling >/dev/null
 	$(HELM_BIN) template xling charts/xling -f charts/xling/ci/all-on.yaml --api-versions monitoring.coreos.com/v1 >/dev/null
 
+# -buildvcs=auto: a go env with -buildvcs=false (this machine type's) would
+# leave `xling version` without the commit.
 build: deps
-	go build -o $(BUILD)/bin/xling ./cmd/xling
+	go build -buildvcs=auto -o $(BUILD)/bin/xling ./cmd/xling
 
 vet: deps
 	go vet ./...

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"runtime/debug"
 	"slices"
 	"sort"
 	"strconv"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/xling-ir/xling/eval"
 	"github.com/xling-ir/xling/eval/plot"
+	"github.com/xling-ir/xling/internal/buildinfo"
 	"github.com/xling-ir/xling/internal/torchx"
 	"github.com/xling-ir/xling/trainer"
 )
@@ -187,16 +187,8 @@ func (r *Report) conclude() string {
 
 // versions are what a rerun needs to match.
 func versions(weaviate string) map[string]string {
-	v := map[string]string{"go": runtime.Version(), "libtorch": torchx.Version(), "weaviate": weaviate, "os/arch": runtime.GOOS + "/" + runtime.GOARCH}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		v["xling"] = bi.Main.Version
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" {
-				v["xling"] = s.Value
-			}
-		}
-	}
-	return v
+	return map[string]string{"go": runtime.Version(), "libtorch": torchx.Version(), "weaviate": weaviate,
+		"os/arch": runtime.GOOS + "/" + runtime.GOARCH, "xling": buildinfo.Revision()}
 }
 
 func (r *Report) write(dir string) error {

@@ -39,7 +39,9 @@ func (b *binary) run(t *testing.T, stdin string, args ...string) (stdout, stderr
 	b.once.Do(func() {
 		dir, _ := os.MkdirTemp("", "xling-cmd-")
 		b.path = filepath.Join(dir, "xling")
-		cmd := exec.Command("go", "build", "-o", b.path, ".")
+		// -buildvcs=auto overrides a GOFLAGS=-buildvcs=false, so that
+		// `xling version` names the commit as a user's build does.
+		cmd := exec.Command("go", "build", "-buildvcs=auto", "-o", b.path, ".")
 		cmd.Env = append(os.Environ(), b.env...)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			b.err = fmt.Errorf("go build %v: %v\n%s", b.env, err, out)

@@ -5,8 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"runtime"
-	"runtime/debug"
 
+	"github.com/xling-ir/xling/internal/buildinfo"
 	"github.com/xling-ir/xling/internal/cli"
 	"github.com/xling-ir/xling/internal/torchx"
 )
@@ -15,15 +15,7 @@ func runVersion(_ context.Context, fs *flag.FlagSet, args []string) error {
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
-	rev := "unknown"
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" {
-				rev = s.Value
-			}
-		}
-	}
-	fmt.Printf("xling %s\n%s %s/%s\n", rev, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	fmt.Printf("xling %s\n%s %s/%s\n", buildinfo.Revision(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	if torchx.Threads() == 0 {
 		fmt.Println("static-only build: static models only, no libtorch")
 		return nil
