@@ -34,6 +34,7 @@ type ModelOptions struct {
 	Arch    string // transformer or static
 	Size    string // tiny, small or base
 	Threads int    // libtorch threads (on both sides, against python3-torch)
+	Workers int    // forward passes at once (vectorizer.LoadOptions); 0 means one
 }
 
 // load opens the model (writing a random one if no directory is given);
@@ -43,7 +44,7 @@ func (o ModelOptions) load(ctx context.Context) (dir string, v *vectorizer.Vecto
 	if err != nil {
 		return "", nil, nil, err
 	}
-	if v, err = vectorizer.Load(dir, vectorizer.LoadOptions{Threads: o.Threads, BatchSize: 64}); err != nil {
+	if v, err = vectorizer.Load(dir, vectorizer.LoadOptions{Threads: o.Threads, Workers: o.Workers, BatchSize: 64}); err != nil {
 		remove()
 		return "", nil, nil, err
 	}

@@ -4,17 +4,21 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/xling-ir/xling/internal/procmem"
+	"github.com/xling-ir/xling/internal/pytorchref"
 	"github.com/xling-ir/xling/internal/shareddata"
 	"github.com/xling-ir/xling/qa"
 	"github.com/xling-ir/xling/sidecar"
@@ -28,6 +32,11 @@ type ServeOptions struct {
 	Duration    time.Duration // per concurrency level
 	Concurrency []int         // levels to measure with batching
 	Soak        time.Duration // if set, also run concurrency 32 this long and report RSS
+	// Against "t2v" compares xling with a server built as
+	// weaviate/t2v-transformers-models is, instead of batched against
+	// unbatched (see serveAgainstT2V).
+	Against string
+	Rounds  int // interleaved rounds against t2v; 0 means 3
 	// Texts: "questions" (XQuAD-R questions sent as queries: the
 	// concurrent traffic Weaviate's nearText searches make) or "sentences"
 	// (candidate sentences sent as passages: what an import sends, though
@@ -82,6 +91,13 @@ func Serve(ctx context.Context, w io.Writer, opts ServeOptions) error {
 		return err
 	}
 	defer cleanup()
+	switch opts.Against {
+	case "":
+	case "t2v":
+		return serveAgainstT2V(ctx, w, opts, dir, v)
+	default:
+		return fmt.Errorf("unknown --against %q (want t2v)", opts.Against)
+	}
 	texts, taskType, err := benchTexts(opts.Texts)
 	if err != nil {
 		return err
@@ -348,4 +364,154 @@ func benchTexts(kind string) ([]string, string, error) {
 func rssBytes() int64 {
 	n, _ := procmem.RSS()
 	return n
+}
+
+// serveAgainstT2V drives xling's sidecar and the t2v reference server
+// (pytorchref.StartT2V: FastAPI, uvicorn, one PyTorch forward per request,
+// tokens pre-computed) with the same load generator: questions as queries
+// and sentences as passages, at each concurrency, alternating servers
+// within each of several rounds so that drift on a shared machine hits
+// both. It prints every round, then each level's best round per server
+// and their ratios;
+// the last line is "ratio <xling/t2v req/s>" for questions at concurrency
+// 32 (or the highest level measured).
+func serveAgainstT2V(ctx context.Context, w io.Writer, opts ServeOptions, dir string, v *vectorizer.Vectorizer) error {
+	if v.Config.ModelType == modelconfig.Static {
+		return errors.New("--against t2v compares transformer servers; t2v-transformers serves no static models")
+	}
+	rounds := opts.Rounds
+	if rounds <= 0 {
+		rounds = 3
+	}
+	kinds := []string{"questions", "sentences"}
+	texts := map[string][]string{}
+	tokens := map[string]map[string][]int64{}
+	for _, k := range kinds {
+		t, taskType, err := benchTexts(k)
+		if err != nil {
+			return err
+		}
+		kind, _ := vectorizer.ParseKind(taskType)
+		texts[k], tokens[taskType] = t, map[string][]int64{}
+		for _, text := range t {
+			toks, err := v.Tokenize(text, kind)
+			if err != nil {
+				return err
+			}
+			tokens[taskType][text] = toks.IDs
+		}
+	}
+	ref, err := pytorchref.StartT2V(ctx, dir, tokens, max(opts.Threads, 1))
+	if err != nil {
+		return err
+	}
+	defer ref.Close()
+	fmt.Fprintf(w, "model %s: %s; %d libtorch threads per forward pass each side, xling %d workers; t2v reference: FastAPI + uvicorn (1 worker), one PyTorch forward per request in a thread pool, tokens pre-computed by xling (HuggingFace's ids); %s per level, %d rounds\n",
+		dir, Describe(v.Config), max(opts.Threads, 1), v.Workers(), opts.Duration, rounds)
+	// Both sides must do the same work: the same vectors for the same text.
+	worst := 0.0
+	for _, kind := range kinds {
+		taskType := map[string]string{"questions": "query", "sentences": "passage"}[kind]
+		k, _ := vectorizer.ParseKind(taskType)
+		for _, text := range texts[kind][:5] {
+			mine, err := v.Encode(ctx, []string{text}, k)
+			if err != nil {
+				return err
+			}
+			theirs, err := postVector(ctx, ref.URL+"/vectors", text, taskType)
+			if err != nil {
+				return fmt.Errorf("t2v reference: %w", err)
+			}
+			if len(theirs) != len(mine[0]) {
+				return fmt.Errorf("t2v reference: %d dimensions, xling %d", len(theirs), len(mine[0]))
+			}
+			for i, x := range theirs {
+				worst = max(worst, math.Abs(x-float64(mine[0][i])))
+			}
+		}
+	}
+	fmt.Fprintf(w, "same vectors on both sides: max |xling - t2v| = %.2g over 10 texts\n", worst)
+	if worst > 1e-4 {
+		return fmt.Errorf("xling and the t2v reference disagree by %g: they would not be doing the same work", worst)
+	}
+	type key struct {
+		kind string
+		c    int
+	}
+	best := map[key][2]LoadResult{} // xling, t2v: the best round of each
+	keep := func(k key, side int, r LoadResult) {
+		b := best[k]
+		if r.PerSecond > b[side].PerSecond {
+			b[side] = r
+		}
+		best[k] = b
+	}
+	batched := sidecar.DefaultOptions().Limits
+	for round := 1; round <= rounds; round++ {
+		for _, kind := range kinds {
+			taskType := "query"
+			if kind == "sentences" {
+				taskType = "passage"
+			}
+			for _, c := range opts.Concurrency {
+				k := key{kind, c}
+				// Alternate which server goes first, so neither always
+				// follows the other's load.
+				order := []int{0, 1}
+				if round%2 == 0 {
+					order = []int{1, 0}
+				}
+				var got [2]LoadResult
+				for _, side := range order {
+					var err error
+					if side == 0 {
+						got[side], err = serveLoad(ctx, dir, v, batched, texts[kind], taskType, c, 0, opts.Duration, nil)
+					} else {
+						got[side], err = load(ctx, ref.URL+"/vectors", texts[kind], taskType, c, opts.Duration, nil)
+					}
+					if err != nil {
+						return fmt.Errorf("round %d, %s, concurrency %d, %s: %w", round, kind, c, [2]string{"xling", "t2v"}[side], err)
+					}
+					keep(k, side, got[side])
+				}
+				fmt.Fprintf(w, "round %d %-9s c=%-3d xling %7.1f req/s p50 %8s | t2v %7.1f req/s p50 %8s\n", round, kind, c,
+					got[0].PerSecond, got[0].P50.Round(10*time.Microsecond), got[1].PerSecond, got[1].P50.Round(10*time.Microsecond))
+			}
+		}
+	}
+	last := 0.0
+	for _, kind := range kinds {
+		for _, c := range opts.Concurrency {
+			b := best[key{kind, c}]
+			r := b[0].PerSecond / b[1].PerSecond
+			fmt.Fprintf(w, "%-9s c=%-3d xling/t2v: req/s %.2f, p50 %.2f (xling %s, t2v %s)\n", kind, c, r,
+				float64(b[0].P50)/float64(b[1].P50), b[0].P50.Round(10*time.Microsecond), b[1].P50.Round(10*time.Microsecond))
+			if kind == "questions" && (c == 32 || !slices.Contains(opts.Concurrency, 32)) {
+				last = r
+			}
+		}
+	}
+	fmt.Fprintf(w, "ratio %.2f\n", last)
+	return nil
+}
+
+// postVector asks a text2vec-transformers server for one text's vector.
+func postVector(ctx context.Context, url, text, taskType string) ([]float64, error) {
+	body, _ := json.Marshal(map[string]any{"text": text, "config": map[string]any{"pooling_strategy": "masked_mean", "task_type": taskType}})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Vector []float64 `json:"vector"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("POST %s: status %d: %v", url, resp.StatusCode, err)
+	}
+	return out.Vector, nil
 }

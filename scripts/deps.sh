@@ -10,8 +10,10 @@ set -eu
 # alternative, which is the reference BLAS (15x slower) until it is installed.
 # python3-torch: the independent implementation for parity tests and benchmarks.
 # sentencepiece: the reference for the SentencePiece tokenizer tests.
+# python3-fastapi, python3-uvicorn: the t2v-transformers-style server that
+# xling bench serve --against t2v measures xling against.
 # libtcmalloc-minimal4: xling's malloc (see internal/torchx.Allocator).
-pkgs="g++ libopenblas0-pthread libtcmalloc-minimal4 python3-torch python3-numpy sentencepiece"
+pkgs="g++ libopenblas0-pthread libtcmalloc-minimal4 python3-torch python3-numpy python3-fastapi python3-uvicorn sentencepiece"
 if [ -z "${LIBTORCH:-}" ]; then
 	pkgs="libtorch-dev $pkgs"
 elif [ ! -d "$LIBTORCH" ]; then

@@ -15,6 +15,9 @@ type Encoder interface {
 	Tokenize(text string, kind vectorizer.Kind) (vectorizer.Tokens, error)
 	EncodeTokens(ctx context.Context, toks []vectorizer.Tokens, kind vectorizer.Kind) ([][]float32, error)
 	Dims() int
+	// Workers is how many EncodeTokens calls run at once; the batcher
+	// keeps that many batches in flight.
+	Workers() int
 }
 
 // BatchLimits bound the dynamic batches and the queue in front of them.
@@ -53,7 +56,10 @@ type result struct {
 // import sends an object's text only after the previous one is answered.)
 // Every text goes through it: one-text requests first, bulk texts
 // (/vectors/batch) filling the rest of each pass, so that a bulk client
-// cannot make Weaviate's queries wait behind thousands of texts.
+// cannot make Weaviate's queries wait behind thousands of texts. It keeps
+// as many passes in flight as the encoder runs at once (its Workers), so
+// that one-thread forward passes on several cores answer concurrent
+// requests side by side, as the Python servers' thread pools do.
 type batcher struct {
 	enc     Encoder
 	kind    vectorizer.Kind
@@ -71,9 +77,24 @@ type batcher struct {
 func newBatcher(enc Encoder, kind vectorizer.Kind, limits BatchLimits, m *metrics) *batcher {
 	b := &batcher{enc: enc, kind: kind, limits: limits, metrics: m,
 		single: make(chan *job, limits.Queue), bulk: make(chan *job, limits.Queue), stopped: make(chan struct{})}
-	go b.run()
+	var running sync.WaitGroup
+	for range max(enc.Workers(), 1) {
+		running.Add(1)
+		go func() {
+			defer running.Done()
+			b.run(&queues{single: b.single, bulk: b.bulk})
+		}()
+	}
+	go func() {
+		running.Wait()
+		close(b.stopped)
+	}()
 	return b
 }
+
+// queues are one run loop's view of the two queues: a closed and drained
+// queue is set to nil there, not in the shared batcher.
+type queues struct{ single, bulk chan *job }
 
 // admit reserves room for n texts, or refuses at once: the queue is never
 // grown, so overload costs a 503, not memory.
@@ -158,12 +179,12 @@ func (b *batcher) close() {
 // next returns a queued job, one-text requests first. With block it waits
 // for one; otherwise it takes only what is already queued. ok is false when
 // nothing came (or, blocking, when the batcher is closed and drained).
-func (b *batcher) next(block bool) (j *job, ok bool) {
-	for b.single != nil || b.bulk != nil {
+func (q *queues) next(block bool) (j *job, ok bool) {
+	for q.single != nil || q.bulk != nil {
 		select {
-		case j, ok = <-b.single:
+		case j, ok = <-q.single:
 			if !ok {
-				b.single = nil
+				q.single = nil
 				continue
 			}
 			return j, true
@@ -171,9 +192,9 @@ func (b *batcher) next(block bool) (j *job, ok bool) {
 		}
 		if !block {
 			select {
-			case j, ok = <-b.bulk:
+			case j, ok = <-q.bulk:
 				if !ok {
-					b.bulk = nil
+					q.bulk = nil
 					continue
 				}
 				return j, true
@@ -182,14 +203,14 @@ func (b *batcher) next(block bool) (j *job, ok bool) {
 			}
 		}
 		select {
-		case j, ok = <-b.single:
+		case j, ok = <-q.single:
 			if !ok {
-				b.single = nil
+				q.single = nil
 				continue
 			}
-		case j, ok = <-b.bulk:
+		case j, ok = <-q.bulk:
 			if !ok {
-				b.bulk = nil
+				q.bulk = nil
 				continue
 			}
 		}
@@ -198,15 +219,16 @@ func (b *batcher) next(block bool) (j *job, ok bool) {
 	return nil, false
 }
 
-func (b *batcher) run() {
-	defer close(b.stopped)
+// run forms batches and encodes them, one at a time, until the queues are
+// closed and drained; the batcher runs one loop per encoder worker.
+func (b *batcher) run(q *queues) {
 	var carry *job // the job that did not fit the previous batch
 	for {
 		first := carry
 		carry = nil
 		if first == nil {
 			var ok bool
-			if first, ok = b.next(true); !ok {
+			if first, ok = q.next(true); !ok {
 				return
 			}
 			b.taken()
@@ -214,7 +236,7 @@ func (b *batcher) run() {
 		batch := []*job{first}
 		longest := len(first.tokens.IDs)
 		for len(batch) < b.limits.MaxTexts {
-			j, ok := b.next(false)
+			j, ok := q.next(false)
 			if !ok {
 				break
 			}

@@ -307,6 +307,9 @@ type slowEncoder struct {
 	encoded atomic.Int32
 }
 
+// Workers is one: the tests that use it count on one pass at a time.
+func (e *slowEncoder) Workers() int { return 1 }
+
 func (e *slowEncoder) Tokenize(text string, kind vectorizer.Kind) (vectorizer.Tokens, error) {
 	return vectorizer.Tokens{IDs: []int64{1, 2, 3}}, nil
 }
@@ -460,5 +463,53 @@ func TestStaticModel(t *testing.T) {
 	resp.Body.Close()
 	if fmt.Sprint(meta["model_type"]) != "static" && !strings.Contains(fmt.Sprint(meta), "static") {
 		t.Errorf("/meta does not say the model is static: %v", meta)
+	}
+}
+
+// barrierEncoder has workers forward passes and lets none finish until
+// that many run at once.
+type barrierEncoder struct {
+	slowEncoder
+	workers int
+	arrived chan struct{}
+}
+
+func (e *barrierEncoder) Workers() int { return e.workers }
+
+func (e *barrierEncoder) EncodeTokens(ctx context.Context, toks []vectorizer.Tokens, kind vectorizer.Kind) ([][]float32, error) {
+	e.arrived <- struct{}{}
+	return e.slowEncoder.EncodeTokens(ctx, toks, kind)
+}
+
+// TestPassesInFlightPerWorker: an encoder with three workers gets three
+// forward passes at once from three concurrent requests, each answered;
+// the batcher does not serialise them behind one pass.
+func TestPassesInFlightPerWorker(t *testing.T) {
+	enc := &barrierEncoder{slowEncoder: slowEncoder{release: make(chan struct{})}, workers: 3, arrived: make(chan struct{}, 3)}
+	_, ts := readyServer(t, enc, BatchLimits{MaxTexts: 32, MaxTokens: 4096, Queue: 64})
+	codes := make(chan int, 3)
+	for range 3 {
+		go func() {
+			resp, err := http.Post(ts.URL+"/vectors", "", strings.NewReader(`{"text":"a"}`))
+			if err != nil {
+				codes <- 0
+				return
+			}
+			resp.Body.Close()
+			codes <- resp.StatusCode
+		}()
+	}
+	for i := range 3 {
+		select {
+		case <-enc.arrived:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d forward passes in flight after 10 s, want 3", i)
+		}
+	}
+	close(enc.release)
+	for range 3 {
+		if c := <-codes; c != http.StatusOK {
+			t.Errorf("status %d", c)
+		}
 	}
 }

@@ -17,12 +17,17 @@ import (
 	"github.com/xling-ir/xling/vectorizer/transformer"
 )
 
-// loadTorch loads the transformer of each directory onto a new libtorch
-// worker: the passage encoder from dirs[0], the query encoder from the last.
-func loadTorch(v *Vectorizer, dirs []string, threads int) error {
+// loadTorch starts workers libtorch threads and loads the transformer of
+// each directory: the passage encoder from dirs[0], the query encoder from
+// the last. The workers share the weights: a forward pass without
+// gradients only reads them.
+func loadTorch(v *Vectorizer, dirs []string, threads, workers int) error {
 	v.work = make(chan func())
-	v.done.Add(1)
-	go v.worker(threads)
+	v.workers = workers
+	for range workers {
+		v.done.Add(1)
+		go v.worker(threads)
+	}
 	return v.do(context.Background(), func() error {
 		for i, d := range dirs {
 			m, err := loadModel(d, v.log)
@@ -62,8 +67,8 @@ func loadModel(dir string, log *slog.Logger) (*transformer.Model, error) {
 	return m, nil
 }
 
-// worker runs every libtorch call on one locked OS thread: libtorch's grad
-// mode is per thread, and a goroutine may otherwise move between threads
+// worker runs libtorch calls on one locked OS thread: libtorch's grad mode
+// is per thread, and a goroutine may otherwise move between threads
 // mid-pass.
 func (v *Vectorizer) worker(threads int) {
 	defer v.done.Done()

@@ -8,7 +8,7 @@ import (
 	"github.com/xling-ir/xling/vectorizer/modelconfig"
 )
 
-func loadTorch(v *Vectorizer, dirs []string, _ int) error {
+func loadTorch(v *Vectorizer, dirs []string, _, _ int) error {
 	return fmt.Errorf("model directory %s holds a %s encoder: %w", dirs[0], v.Config.ModelType, ErrNeedsLibtorch)
 }
 

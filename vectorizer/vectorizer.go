@@ -50,13 +50,22 @@ func ParseKind(s string) (Kind, error) {
 
 // LoadOptions tunes a Vectorizer without changing its vectors.
 type LoadOptions struct {
-	Threads   int // libtorch intra-op threads; 0 means libtorch's default
+	Threads int // libtorch intra-op threads; 0 means libtorch's default
+	// Workers is how many forward passes run at once, each on its own OS
+	// thread with Threads intra-op threads; 0 means one. (Static models
+	// run on the caller's goroutine, as many at once as there are callers.)
+	Workers   int
 	BatchSize int // texts per forward pass; 0 means 32
 	Logger    *slog.Logger
 }
 
+// AutoWorkers is the number of workers of threads intra-op threads each
+// that fill the cores Go may use: a server's default.
+func AutoWorkers(threads int) int { return max(1, runtime.GOMAXPROCS(0)/max(threads, 1)) }
+
 // Vectorizer encodes texts with one model directory. It is safe for
-// concurrent use; forward passes run one at a time on a dedicated OS thread.
+// concurrent use; forward passes run on dedicated OS threads, as many at
+// once as LoadOptions.Workers says.
 type Vectorizer struct {
 	Dir     string
 	Config  modelconfig.Config
@@ -67,8 +76,9 @@ type Vectorizer struct {
 	batch          int
 	log            *slog.Logger
 
-	work chan func() // the libtorch worker; nil for static models
-	done sync.WaitGroup
+	work    chan func() // the libtorch workers' jobs; nil for static models
+	workers int
+	done    sync.WaitGroup
 }
 
 // encoder is one model's forward pass over a batch of tokenised texts,
@@ -152,7 +162,7 @@ func Load(dir string, lo LoadOptions) (*Vectorizer, error) {
 		v.passage, v.query = encs[0], encs[len(encs)-1]
 		return v, nil
 	}
-	if err := loadTorch(v, dirs, lo.Threads); err != nil {
+	if err := loadTorch(v, dirs, lo.Threads, max(lo.Workers, 1)); err != nil {
 		v.Close()
 		return nil, err
 	}
@@ -173,6 +183,16 @@ func (v *Vectorizer) Close() {
 		v.done.Wait()
 		v.work = nil
 	}
+}
+
+// Workers is how many EncodeTokens calls run at once: the libtorch
+// workers, or for a static model (encoded on the caller's goroutine) the
+// cores Go may use.
+func (v *Vectorizer) Workers() int {
+	if v.work == nil {
+		return runtime.GOMAXPROCS(0)
+	}
+	return v.workers
 }
 
 // Dims is the length of the vectors.

@@ -1,9 +1,12 @@
 package vectorizer_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"log"
 	"math"
 	"os"
 	"path/filepath"
@@ -336,6 +339,70 @@ func TestSeparateQueryEncoder(t *testing.T) {
 	for i := range q[1] {
 		if q[1][i] != q2[1][i] {
 			t.Fatal("query encoding is not deterministic")
+		}
+	}
+}
+
+// TestWorkersShareTheModel runs forward passes on three workers at once,
+// from many goroutines, and checks that every text gets the vector one
+// worker gives it: the workers share the weights and nothing else. gotch
+// logs through the standard logger when its tensor registry loses track of
+// a tensor (which it then never frees); that must not happen either.
+func TestWorkersShareTheModel(t *testing.T) {
+	var logged bytes.Buffer
+	log.SetOutput(&logged)
+	defer log.SetOutput(os.Stderr)
+	defer func() {
+		if strings.Contains(logged.String(), "double free") {
+			t.Errorf("gotch lost track of tensors under concurrent forward passes:\n%.500s", logged.String())
+		}
+	}()
+	dir := vectorizertest.Tiny(t)
+	one, err := vectorizer.Load(dir, vectorizer.LoadOptions{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer one.Close()
+	three, err := vectorizer.Load(dir, vectorizer.LoadOptions{Threads: 1, Workers: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer three.Close()
+	if one.Workers() != 1 || three.Workers() != 3 {
+		t.Fatalf("Workers() = %d and %d, want 1 and 3", one.Workers(), three.Workers())
+	}
+	ctx := context.Background()
+	want := make([][]float32, len(texts))
+	for i, text := range texts {
+		v, err := one.Encode(ctx, []string{text}, vectorizer.Passage)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[i] = v[0]
+	}
+	errs := make(chan error, 8)
+	for g := range 8 {
+		go func() {
+			for k := range 25 {
+				i := (g + k) % len(texts)
+				v, err := three.Encode(ctx, []string{texts[i]}, vectorizer.Passage)
+				if err != nil {
+					errs <- err
+					return
+				}
+				for j := range v[0] {
+					if v[0][j] != want[i][j] {
+						errs <- fmt.Errorf("text %d, goroutine %d: dimension %d is %g on three workers, %g on one", i, g, j, v[0][j], want[i][j])
+						return
+					}
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/xling-ir/xling/bench"
 	"github.com/xling-ir/xling/internal/cli"
 	"github.com/xling-ir/xling/trainer"
+	"github.com/xling-ir/xling/vectorizer"
 )
 
 // The bench commands measure xling against a baseline in the same run:
@@ -41,6 +42,8 @@ func runBenchServe(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	fs.DurationVar(&o.Soak, "soak", 0, "also run concurrency 32 this long and report RSS growth (e.g. 10m)")
 	levels := fs.String("concurrency", "1,8,32,64", "comma-separated concurrency levels")
 	fs.StringVar(&o.Texts, "texts", "questions", "questions (sent as queries) or sentences (sent as passages), from XQuAD-R")
+	workers := addWorkersFlag(fs)
+	fs.StringVar(&o.Against, "against", "", "t2v: against a server built as weaviate/t2v-transformers-models is (FastAPI, python3-torch), questions and sentences, 3 interleaved rounds")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
@@ -50,6 +53,9 @@ func runBenchServe(ctx context.Context, fs *flag.FlagSet, args []string) error {
 			return fmt.Errorf("%w: --concurrency %q", cli.ErrUsage, *levels)
 		}
 		o.Concurrency = append(o.Concurrency, n)
+	}
+	if o.Workers = *workers; o.Workers <= 0 {
+		o.Workers = vectorizer.AutoWorkers(o.Threads)
 	}
 	return bench.Serve(ctx, os.Stdout, o)
 }

@@ -448,6 +448,8 @@ func sidecarForProbes(t *testing.T) func(path string) int {
 // routes and metrics, not real vectors.
 type constEncoder struct{}
 
+func (constEncoder) Workers() int { return 1 }
+
 func (constEncoder) Tokenize(text string, _ vectorizer.Kind) (vectorizer.Tokens, error) {
 	return vectorizer.Tokens{IDs: []int64{1, 2, 3}}, nil
 }

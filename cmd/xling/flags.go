@@ -70,6 +70,12 @@ const threadsUsage = "libtorch threads; the Go side of static models ignores it 
 
 func addThreadsFlag(fs *flag.FlagSet) *int { return fs.Int("threads", 1, threadsUsage) }
 
+// addWorkersFlag is the serving commands' --workers; 0 resolves to
+// vectorizer.AutoWorkers(--threads) once flags are parsed.
+func addWorkersFlag(fs *flag.FlagSet) *int {
+	return fs.Int("workers", 0, "forward passes at once, each on --threads libtorch threads; 0 means as many as fill the cores (env XLING_WORKERS)")
+}
+
 // load opens the model for batches of at most batch texts.
 func (m modelFlags) load(batch int, log *slog.Logger) (*vectorizer.Vectorizer, error) {
 	return vectorizer.Load(*m.dir, vectorizer.LoadOptions{Threads: *m.threads, BatchSize: batch, Logger: log})

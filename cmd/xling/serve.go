@@ -18,6 +18,7 @@ func runServe(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	opts := sidecar.DefaultOptions()
 	model := addModelFlags(fs, "model directory for passages, and queries unless --query-model")
 	queryModel := fs.String("query-model", "", "separate model directory for queries (env XLING_QUERY_MODEL)")
+	workers := addWorkersFlag(fs)
 	addr := fs.String("addr", ":8080", "listen address (env XLING_ADDR)")
 	fs.IntVar(&opts.Limits.MaxTexts, "max-batch", opts.Limits.MaxTexts, "texts per forward pass (env XLING_MAX_BATCH)")
 	fs.IntVar(&opts.Limits.MaxTokens, "max-batch-tokens", opts.Limits.MaxTokens, "padded tokens per forward pass (env XLING_MAX_BATCH_TOKENS)")
@@ -40,7 +41,10 @@ func runServe(ctx context.Context, fs *flag.FlagSet, args []string) error {
 		return fmt.Errorf("listen on %s: %w", *addr, err)
 	}
 	opts.Logger = log
-	log.Info("listening; loading the model", "addr", l.Addr().String(), "model", *model.dir)
-	load := sidecar.LoadDirs(opts, *model.dir, *queryModel, vectorizer.LoadOptions{Threads: *model.threads, Logger: log})
+	if *workers <= 0 {
+		*workers = vectorizer.AutoWorkers(*model.threads)
+	}
+	log.Info("listening; loading the model", "addr", l.Addr().String(), "model", *model.dir, "workers", *workers, "threads", *model.threads)
+	load := sidecar.LoadDirs(opts, *model.dir, *queryModel, vectorizer.LoadOptions{Threads: *model.threads, Workers: *workers, Logger: log})
 	return sidecar.Run(ctx, l, t, log, load)
 }

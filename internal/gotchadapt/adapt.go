@@ -22,7 +22,7 @@ const GotchModule = "github.com/sugarme/gotch"
 
 // adapterRevision changes whenever the adapter's output changes for the same
 // inputs, so that a stale adapted copy is rebuilt rather than reused.
-const adapterRevision = "8"
+const adapterRevision = "9"
 
 // wrapperFiles are gotch's C++ sources, relative to its libtch folder; the
 // first is the translation unit, which includes the others.
@@ -96,7 +96,7 @@ func Adapt(ctx context.Context, opts Options) (Result, error) {
 	if err := patchGo(filepath.Join(tmp, "ts", "scalar.go"), scalarDropFix); err != nil {
 		return Result{}, err
 	}
-	if err := patchGo(filepath.Join(tmp, "ts", "tensor.go"), ballastFix); err != nil {
+	if err := patchGo(filepath.Join(tmp, "ts", "tensor.go"), tensorFixes); err != nil {
 		return Result{}, err
 	}
 	if err := panicInsteadOfExit(filepath.Join(tmp, "ts")); err != nil {
@@ -166,8 +166,17 @@ var scalarDropFix = map[string]string{
 // Go's collector feels the C memory and runs the finalisers. xling frees
 // tensors itself; the ballast only cost time: 19 µs per operation against
 // PyTorch's 1.1 µs, most of it zeroing and scanning the ballast.
-var ballastFix = map[string]string{
-	"\tx.d = new(bigStruct)\n": "",
+//
+// gotch also names every tensor, uniquely, in a registry that its free
+// consults; on a name collision it appends TensorCount, read after its
+// atomic increment, so two threads creating tensors at once could both get
+// the same name, and the second free found the name gone and skipped
+// freeing the tensor ("Probably double free"): a leak once forward passes
+// ran on several threads. The count each creation takes is used instead.
+var tensorFixes = map[string]string{
+	"\tx.d = new(bigStruct)\n":                                 "",
+	"\tatomic.AddInt64(&TensorCount, 1)\n":                     "\tcount := atomic.AddInt64(&TensorCount, 1)\n",
+	"\t\tname = fmt.Sprintf(\"%s_%09d\", name, TensorCount)\n": "\t\tname = fmt.Sprintf(\"%s_%09d\", name, count)\n",
 }
 
 // patchGo applies exact replacements to one of gotch's Go files, failing

@@ -10,10 +10,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"time"
 )
 
 //go:embed bert.py
@@ -87,4 +90,91 @@ func rate(ctx context.Context, mode, key, modelDir string, batch, seq, threads i
 	err := run(ctx, nil, &out, mode, "--model", modelDir, "--batch", strconv.Itoa(batch), "--seq", strconv.Itoa(seq),
 		"--threads", strconv.Itoa(threads), "--seconds", strconv.FormatFloat(seconds, 'f', -1, 64))
 	return out[key], err
+}
+
+//go:embed t2v.py
+var t2vScript []byte
+
+// T2V is a running inference server built as weaviate/t2v-transformers-models
+// is (see t2v.py): the server Weaviate users run today, for xling's serving
+// benchmark.
+type T2V struct {
+	URL    string
+	cmd    *exec.Cmd
+	dir    string
+	stderr bytes.Buffer
+	exited chan error
+}
+
+// StartT2V starts the server on a free loopback port over modelDir, with
+// tokens (task type → text → ids) pre-computed, and waits until it is
+// ready.
+func StartT2V(ctx context.Context, modelDir string, tokens map[string]map[string][]int64, threads int) (*T2V, error) {
+	if out, err := exec.CommandContext(ctx, Python, "-c", "import torch, fastapi, uvicorn").CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("%w: the t2v reference server needs FastAPI and uvicorn at %s (%v: %s); install them with: apt-get install -y python3-fastapi python3-uvicorn",
+			ErrUnavailable, Python, err, bytes.TrimSpace(out))
+	}
+	dir, err := os.MkdirTemp("", "t2vref-")
+	if err != nil {
+		return nil, err
+	}
+	s := &T2V{dir: dir, exited: make(chan error, 1)}
+	b, err := json.Marshal(tokens)
+	if err == nil {
+		err = errors.Join(os.WriteFile(filepath.Join(dir, "tokens.json"), b, 0o644),
+			os.WriteFile(filepath.Join(dir, "bert.py"), script, 0o644),
+			os.WriteFile(filepath.Join(dir, "t2v.py"), t2vScript, 0o644))
+	}
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	s.URL = fmt.Sprintf("http://127.0.0.1:%d", port)
+	s.cmd = exec.Command(Python, filepath.Join(dir, "t2v.py"), "--model", modelDir, "--tokens", filepath.Join(dir, "tokens.json"),
+		"--port", strconv.Itoa(port), "--threads", strconv.Itoa(threads))
+	s.cmd.Env = append(os.Environ(), "OMP_WAIT_POLICY=PASSIVE")
+	s.cmd.Stderr = &s.stderr
+	if err := s.cmd.Start(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	go func() { s.exited <- s.cmd.Wait() }()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		resp, err := http.Get(s.URL + "/.well-known/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusNoContent {
+				return s, nil
+			}
+		}
+		select {
+		case err := <-s.exited:
+			s.exited <- err
+			s.Close()
+			return nil, fmt.Errorf("t2v reference server exited: %v: %s", err, s.stderr.Bytes())
+		case <-ctx.Done():
+			s.Close()
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			s.Close()
+			return nil, fmt.Errorf("t2v reference server not ready after 2 minutes: %s", s.stderr.Bytes())
+		}
+	}
+}
+
+// Close stops the server and removes its files.
+func (s *T2V) Close() {
+	_ = s.cmd.Process.Kill()
+	<-s.exited
+	os.RemoveAll(s.dir)
 }
