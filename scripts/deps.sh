@@ -12,8 +12,9 @@ set -eu
 # sentencepiece: the reference for the SentencePiece tokenizer tests.
 # python3-fastapi, python3-uvicorn: the t2v-transformers-style server that
 # xling bench serve --against t2v measures xling against.
+# prometheus (with promtool): the chart's alerts and dashboard tested for real.
 # libtcmalloc-minimal4: xling's malloc (see internal/torchx.Allocator).
-pkgs="g++ libopenblas0-pthread libtcmalloc-minimal4 python3-torch python3-numpy python3-fastapi python3-uvicorn sentencepiece"
+pkgs="g++ libopenblas0-pthread libtcmalloc-minimal4 python3-torch python3-numpy python3-fastapi python3-uvicorn prometheus sentencepiece"
 if [ -z "${LIBTORCH:-}" ]; then
 	pkgs="libtorch-dev $pkgs"
 elif [ ! -d "$LIBTORCH" ]; then

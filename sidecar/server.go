@@ -110,8 +110,16 @@ func newServer(opts Options, reg *prometheus.Registry, m *metrics) (*Server, err
 	}
 	s := &Server{opts: opts, log: opts.Logger, registry: reg, metrics: m,
 		models: map[vectorizer.Kind]Model{vectorizer.Passage: opts.Passage, vectorizer.Query: query}}
+	// Series the alerts divide by exist from the start at zero, so that an
+	// error ratio is 0, not absent, before the first error.
+	for _, endpoint := range []string{"vectors", "batch"} {
+		for _, code := range []string{"200", "503"} {
+			m.requests.WithLabelValues(endpoint, code)
+		}
+	}
 	s.batchers = map[vectorizer.Kind]*batcher{}
 	for kind, m := range s.models {
+		s.metrics.queueDepth.WithLabelValues(kind.String()).Set(0)
 		s.batchers[kind] = newBatcher(m.Encoder, kind, opts.Limits, s.metrics)
 		s.metrics.modelInfo.WithLabelValues(kind.String(), m.Name, m.Type, strconv.Itoa(m.Dims()), m.Pooling).Set(1)
 	}
