@@ -14,6 +14,7 @@ import (
 
 	"github.com/xling-ir/xling/internal/pytorchref"
 	"github.com/xling-ir/xling/internal/shareddata"
+	"github.com/xling-ir/xling/internal/torchx"
 	"github.com/xling-ir/xling/qa"
 	"github.com/xling-ir/xling/vectorizer"
 	"github.com/xling-ir/xling/vectorizer/modelconfig"
@@ -26,6 +27,9 @@ type EncodeOptions struct {
 	Batch int           // texts per forward pass
 	Seq   int           // tokens per text
 	Time  time.Duration // measuring time per side, in three rounds
+	// Int8 measures xling's dynamic int8 encoder against its float32 one
+	// instead of float32 against PyTorch.
+	Int8 bool
 }
 
 // ModelOptions say which model a bench measures, on how many threads.
@@ -170,10 +174,35 @@ func Encode(ctx context.Context, w io.Writer, opts EncodeOptions) error {
 		}
 		toks[i] = vectorizer.Tokens{IDs: ids}
 	}
-	ours, err := bestRate(opts.Time, len(toks), func() error {
-		_, err := v.EncodeTokens(ctx, toks, vectorizer.Passage)
-		return err
-	})
+	rate := func(v *vectorizer.Vectorizer) (float64, error) {
+		return bestRate(opts.Time, len(toks), func() error {
+			_, err := v.EncodeTokens(ctx, toks, vectorizer.Passage)
+			return err
+		})
+	}
+	if opts.Int8 {
+		q, err := vectorizer.Load(dir, vectorizer.LoadOptions{Threads: opts.Threads, BatchSize: opts.Batch, Quantize: vectorizer.Int8})
+		if err != nil {
+			return err
+		}
+		defer q.Close()
+		// Alternate the two, so that drift on a shared machine hits both.
+		var fp, i8 float64
+		for range 3 {
+			a, err := rate(v)
+			if err != nil {
+				return err
+			}
+			b, err := rate(q)
+			if err != nil {
+				return err
+			}
+			fp, i8 = max(fp, a), max(i8, b)
+		}
+		fmt.Fprintf(w, "float32  %10.1f sentences/s\nint8     %10.1f sentences/s (dynamic int8 linear layers, %s)\nratio %.3f\n", fp, i8, torchx.Int8Engine, i8/fp)
+		return nil
+	}
+	ours, err := rate(v)
 	if err != nil {
 		return err
 	}

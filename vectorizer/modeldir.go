@@ -40,7 +40,14 @@ type Options struct {
 	// Languages the model was trained on, and how, reported by /meta.
 	Languages []string       `json:"languages,omitempty"`
 	Training  map[string]any `json:"training,omitempty"`
+	// Quantize "int8" serves a transformer with dynamic int8 linear layers
+	// (weights int8, activations quantised per call), as
+	// torch.ao.quantization.quantize_dynamic does; "" keeps float32.
+	Quantize string `json:"quantize,omitempty"`
 }
+
+// Int8 is the Quantize setting for dynamic int8 linear layers.
+const Int8 = "int8"
 
 // DefaultOptions are the paper's: mean pooling, normalised vectors, E5-style
 // prefixes on one shared encoder.
@@ -54,6 +61,12 @@ func (o Options) validate(cfg modelconfig.Config) error {
 	}
 	if cfg.ModelType == modelconfig.Static && o.Pooling != PoolMean {
 		return fmt.Errorf("a static model pools by %s only, not %q", PoolMean, o.Pooling)
+	}
+	switch {
+	case o.Quantize != "" && o.Quantize != Int8:
+		return fmt.Errorf("quantize %q is not supported (want %s, or nothing for float32)", o.Quantize, Int8)
+	case o.Quantize != "" && cfg.ModelType == modelconfig.Static:
+		return fmt.Errorf("quantize %q: a static model has no linear layers to quantise", o.Quantize)
 	}
 	if o.MaxSeqLength < 3 {
 		return fmt.Errorf("max_seq_length %d is too small", o.MaxSeqLength)

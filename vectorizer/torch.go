@@ -34,6 +34,12 @@ func loadTorch(v *Vectorizer, dirs []string, threads, workers int) error {
 			if err != nil {
 				return err
 			}
+			if v.Options.Quantize == Int8 {
+				if err := m.Quantize(); err != nil {
+					m.Close()
+					return fmt.Errorf("model directory %s: %w", d, err)
+				}
+			}
 			enc := &torchEncoder{v: v, m: m}
 			if i == 0 {
 				v.passage = enc

@@ -56,7 +56,10 @@ type LoadOptions struct {
 	// run on the caller's goroutine, as many at once as there are callers.)
 	Workers   int
 	BatchSize int // texts per forward pass; 0 means 32
-	Logger    *slog.Logger
+	// Quantize, when set, overrides xling.json's quantize ("none" for
+	// float32, or Int8), so that one directory can be measured both ways.
+	Quantize string
+	Logger   *slog.Logger
 }
 
 // AutoWorkers is the number of workers of threads intra-op threads each
@@ -109,6 +112,13 @@ func Load(dir string, lo LoadOptions) (*Vectorizer, error) {
 		}
 		if opts, err = readOptions(dir); err != nil {
 			return nil, err
+		}
+		switch lo.Quantize {
+		case "":
+		case "none":
+			opts.Quantize = ""
+		default:
+			opts.Quantize = lo.Quantize
 		}
 		if err := opts.validate(cfg); err != nil {
 			return nil, fmt.Errorf("model directory %s: %s: %w", dir, OptionsFile, err)

@@ -230,6 +230,10 @@ func TestModelDirectoryMismatch(t *testing.T) {
 	if err := load(); err == nil || !strings.Contains(err.Error(), `pooling "max"`) {
 		t.Errorf("unknown pooling: %v", err)
 	}
+	os.WriteFile(filepath.Join(dir, vectorizer.OptionsFile), []byte(`{"quantize": "int4"}`), 0o644)
+	if err := load(); err == nil || !strings.Contains(err.Error(), `quantize "int4"`) {
+		t.Errorf("unknown quantisation: %v", err)
+	}
 }
 
 // TestSaveLoadRoundTrip checks that weights survive safetensors exactly.
@@ -404,5 +408,70 @@ func TestWorkersShareTheModel(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestInt8MatchesQuantizeDynamic compares xling's int8 encoder with
+// PyTorch's torch.ao.quantization.quantize_dynamic over the same weights,
+// and both with float32: int8 must follow PyTorch's int8 closely and stay
+// near float32 (the quantisation error itself).
+func TestInt8MatchesQuantizeDynamic(t *testing.T) {
+	needPyTorch(t)
+	base, _ := vectorizer.SizeConfig("base", 30522)
+	for _, c := range []struct {
+		name string
+		cfg  modelconfig.Config
+	}{{"bert-2-layer", modelconfig.NewBERT(4000, 64, 2, 4, 128)}, {"bert-base-shaped", base}} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := vectorizertest.Model(t, c.cfg, vectorizer.DefaultOptions(), 42)
+			v, err := vectorizer.Load(dir, vectorizer.LoadOptions{Quantize: vectorizer.Int8})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer v.Close()
+			fp, err := vectorizer.Load(dir, vectorizer.LoadOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer fp.Close()
+			ctx := context.Background()
+			got, err := v.Encode(ctx, texts, vectorizer.Passage)
+			if err != nil {
+				t.Fatal(err)
+			}
+			float, err := fp.Encode(ctx, texts, vectorizer.Passage)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids := make([][]int64, len(texts))
+			for i, s := range texts {
+				tok, err := v.Tokenize(s, vectorizer.Passage)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ids[i] = tok.IDs
+			}
+			want, err := pytorchref.EncodeInt8(ctx, dir, ids)
+			if err != nil {
+				t.Fatal(err)
+			}
+			toRef, toFloat, minCos := 0.0, 0.0, 1.0
+			for i := range want {
+				cos := 0.0
+				for j := range want[i] {
+					toRef = max(toRef, math.Abs(float64(got[i][j]-want[i][j])))
+					toFloat = max(toFloat, math.Abs(float64(got[i][j]-float[i][j])))
+					cos += float64(got[i][j]) * float64(float[i][j])
+				}
+				minCos = min(minCos, cos)
+			}
+			t.Logf("%s: int8 against quantize_dynamic: max abs diff %.2e; against float32: %.2e, cosine >= %.5f", c.name, toRef, toFloat, minCos)
+			if toRef > 1e-4 {
+				t.Errorf("int8 differs from PyTorch's quantize_dynamic by %g", toRef)
+			}
+			if toFloat == 0 || minCos < 0.99 {
+				t.Errorf("int8 against float32: max diff %g, cosine %g: not quantised, or quantised badly", toFloat, minCos)
+			}
+		})
 	}
 }

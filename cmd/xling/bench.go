@@ -26,6 +26,7 @@ func runBenchEncode(ctx context.Context, fs *flag.FlagSet, args []string) error 
 	fs.IntVar(&o.Batch, "batch", 32, "texts per forward pass")
 	fs.IntVar(&o.Seq, "seq", 64, "tokens per text")
 	fs.DurationVar(&o.Time, "time", 10*time.Second, "measuring time per side")
+	fs.BoolVar(&o.Int8, "int8", false, "measure xling's dynamic int8 encoder against its float32 one instead of against PyTorch")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}

@@ -22,7 +22,7 @@ const GotchModule = "github.com/sugarme/gotch"
 
 // adapterRevision changes whenever the adapter's output changes for the same
 // inputs, so that a stale adapted copy is rebuilt rather than reused.
-const adapterRevision = "9"
+const adapterRevision = "10"
 
 // wrapperFiles are gotch's C++ sources, relative to its libtch folder; the
 // first is the translation unit, which includes the others.
@@ -129,6 +129,50 @@ const versionFunc = `
 // Added by xling's gotchadapt.
 #include <torch/version.h>
 extern "C" const char *xling_torch_version() { return TORCH_VERSION; }
+
+// Dynamic int8 linear layers, as torch.ao.quantization.quantize_dynamic
+// makes them (see torchx.QLinear): the weight quantised per tensor,
+// symmetrically (MinMaxObserver, qint8: scale max|w|/127.5, zero point 0),
+// packed by quantized::linear_prepack, applied by quantized::linear_dynamic
+// with reduce_range, as nn.quantized.dynamic.Linear does. gotch wraps none
+// of this: the quantized ops are reached through the dispatcher.
+#include <ATen/native/quantized/PackedParams.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+static thread_local std::string xling_q_err;
+extern "C" const char *xling_q_error() { return xling_q_err.c_str(); }
+extern "C" int xling_q_use_engine(const char *name) {
+  try {
+    std::string n(name);
+    at::QEngine e = n == "onednn" ? at::QEngine::ONEDNN : n == "qnnpack" ? at::QEngine::QNNPACK : n == "fbgemm" ? at::QEngine::FBGEMM : at::QEngine::NoQEngine;
+    for (auto s : at::globalContext().supportedQEngines()) {
+      if (s == e) { at::globalContext().setQEngine(e); return 1; }
+    }
+    xling_q_err = "quantized engine " + n + " is not in this libtorch";
+  } catch (const std::exception &ex) { xling_q_err = ex.what(); }
+  return 0;
+}
+extern "C" void *xling_q_prepack(torch::Tensor *w, torch::Tensor *b) {
+  try {
+    torch::NoGradGuard no_grad;
+    at::Tensor weight = w->contiguous().to(at::kFloat);
+    auto eps = at::full({}, std::numeric_limits<float>::epsilon());
+    auto scale = at::maximum(weight.abs().max() / 127.5, eps).item<float>();
+    auto qweight = at::quantize_per_tensor(weight, scale, 0, at::kQInt8);
+    static auto prepack = c10::Dispatcher::singleton().findSchemaOrThrow("quantized::linear_prepack", "")
+      .typed<c10::intrusive_ptr<LinearPackedParamsBase>(at::Tensor, c10::optional<at::Tensor>)>();
+    c10::optional<at::Tensor> bias;
+    if (b) bias = b->contiguous().to(at::kFloat);
+    return new c10::intrusive_ptr<LinearPackedParamsBase>(prepack.call(qweight, bias));
+  } catch (const std::exception &ex) { xling_q_err = ex.what(); return nullptr; }
+}
+extern "C" torch::Tensor *xling_q_linear(torch::Tensor *x, void *packed) {
+  try {
+    static auto linear = c10::Dispatcher::singleton().findSchemaOrThrow("quantized::linear_dynamic", "")
+      .typed<at::Tensor(at::Tensor, const c10::intrusive_ptr<LinearPackedParamsBase> &, bool)>();
+    return new torch::Tensor(linear.call(*x, *static_cast<c10::intrusive_ptr<LinearPackedParamsBase> *>(packed), true));
+  } catch (const std::exception &ex) { xling_q_err = ex.what(); return nullptr; }
+}
+extern "C" void xling_q_free(void *packed) { delete static_cast<c10::intrusive_ptr<LinearPackedParamsBase> *>(packed); }
 `
 
 func appendVersionFunc(path string) error {

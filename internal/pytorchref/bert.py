@@ -4,6 +4,7 @@ and benchmarks of xling's gotch encoder, and a static-embedding encoder
 (config.json, model.safetensors, xling.json) and shares no code with xling.
 
   encode: stdin {"ids": [[...], ...]} -> stdout {"vectors": [[...], ...]}
+          (--int8: the linear layers through quantize_dynamic)
   bench:  --batch N --seq L --seconds S -> stdout {"sentences_per_second": x}
   train:  --batch N --seq L --seconds S -> stdout {"pairs_per_second": x}
 """
@@ -51,6 +52,7 @@ class Encoder(torch.nn.Module):
         self.opts = opts
         weights = load_safetensors(os.path.join(model_dir, "model.safetensors"))
         self.w = torch.nn.ParameterDict({k.replace(".", "__"): torch.nn.Parameter(v) for k, v in weights.items()})
+        self.qlin = None
 
     def p(self, name):
         return self.w[name.replace(".", "__")]
@@ -76,7 +78,7 @@ class Encoder(torch.nn.Module):
         act = "none" if cfg["hidden_act"] == "gelu" else "tanh"
         for i in range(cfg["num_hidden_layers"]):
             pre = f"encoder.layer.{i}."
-            lin = lambda z, n: F.linear(z, self.p(pre + n + ".weight"), self.p(pre + n + ".bias"))
+            lin = lambda z, n: self.linear(pre + n, z)
             split = lambda z: z.view(b, t, heads, dh).transpose(1, 2)
             q = split(lin(x, "attention.self.query"))
             k = split(lin(x, "attention.self.key"))
@@ -90,6 +92,28 @@ class Encoder(torch.nn.Module):
             h = F.dropout(lin(h, "output.dense"), drop, train)
             x = F.layer_norm(h + x, (hidden,), self.p(pre + "output.LayerNorm.weight"), self.p(pre + "output.LayerNorm.bias"), eps)
         return x
+
+    def linear(self, name, z):
+        if self.qlin is not None:
+            return self.qlin[name.replace(".", "__")](z)
+        return F.linear(z, self.p(name + ".weight"), self.p(name + ".bias"))
+
+    def quantize(self):
+        """torch.ao.quantization.quantize_dynamic over the encoder's linear
+        layers, on the oneDNN engine (Debian's torch has no FBGEMM)."""
+        torch.backends.quantized.engine = "onednn"
+        mods = torch.nn.ModuleDict()
+        for i in range(self.cfg["num_hidden_layers"]):
+            for n in ["attention.self.query", "attention.self.key", "attention.self.value",
+                      "attention.output.dense", "intermediate.dense", "output.dense"]:
+                name = f"encoder.layer.{i}.{n}"
+                w, b = self.p(name + ".weight"), self.p(name + ".bias")
+                lin = torch.nn.Linear(w.shape[1], w.shape[0])
+                with torch.no_grad():
+                    lin.weight.copy_(w)
+                    lin.bias.copy_(b)
+                mods[name.replace(".", "__")] = lin
+        self.qlin = torch.ao.quantization.quantize_dynamic(mods, {torch.nn.Linear}, dtype=torch.qint8)
 
     def pool(self, h, mask):
         if self.opts["pooling"] == "cls":
@@ -224,6 +248,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--temperature", type=float, default=0.05)
+    ap.add_argument("--int8", action="store_true", help="dynamic int8 linear layers (quantize_dynamic)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     set_blas_threads(args.threads)
@@ -232,6 +257,8 @@ def main():
             static_main(args)
             return
     enc = Encoder(args.model)
+    if args.int8:
+        enc.quantize()
     pad_id = enc.cfg.get("pad_token_id", 0)
     vocab = enc.cfg["vocab_size"]
 

@@ -65,9 +65,19 @@ func run(ctx context.Context, stdin []byte, out any, args ...string) error {
 
 // Encode runs the reference forward pass and pooling over token ids.
 func Encode(ctx context.Context, modelDir string, ids [][]int64) ([][]float32, error) {
+	return encode(ctx, modelDir, ids)
+}
+
+// EncodeInt8 is Encode with the encoder's linear layers through
+// torch.ao.quantization.quantize_dynamic (qint8, oneDNN).
+func EncodeInt8(ctx context.Context, modelDir string, ids [][]int64) ([][]float32, error) {
+	return encode(ctx, modelDir, ids, "--int8")
+}
+
+func encode(ctx context.Context, modelDir string, ids [][]int64, flags ...string) ([][]float32, error) {
 	in, _ := json.Marshal(map[string]any{"ids": ids})
 	var out struct{ Vectors [][]float32 }
-	if err := run(ctx, in, &out, "encode", "--model", modelDir); err != nil {
+	if err := run(ctx, in, &out, append([]string{"encode", "--model", modelDir}, flags...)...); err != nil {
 		return nil, err
 	}
 	return out.Vectors, nil

@@ -32,7 +32,12 @@ type Model struct {
 	one         *ts.Scalar
 }
 
-type linear struct{ w, b *ts.Tensor }
+// linear is a dense layer; q, when set by Quantize, replaces it in
+// inference with its int8 version.
+type linear struct {
+	w, b *ts.Tensor
+	q    *torchx.QLinear
+}
 
 type layerNorm struct {
 	w, b *ts.Tensor
@@ -227,8 +232,35 @@ func (m *Model) Save(path string) error {
 	return safetensors.WriteFile(path, tensors, map[string]string{"format": "pt"})
 }
 
+// Quantize puts dynamic int8 versions of the encoder's linear layers (the
+// attention projections and the feed-forward pair, as
+// torch.ao.quantization.quantize_dynamic does for nn.Linear) in place for
+// inference. Training keeps using the float weights.
+func (m *Model) Quantize() error {
+	for i := range m.layers {
+		l := &m.layers[i]
+		for _, lin := range []*linear{&l.q, &l.k, &l.v, &l.attnOut, &l.inter, &l.out} {
+			q, err := torchx.NewQLinear(lin.w, lin.b)
+			if err != nil {
+				return fmt.Errorf("layer %d: %w", i, err)
+			}
+			lin.q = q
+		}
+	}
+	return nil
+}
+
 // Close frees the parameters.
 func (m *Model) Close() {
+	for i := range m.layers {
+		l := &m.layers[i]
+		for _, lin := range []*linear{&l.q, &l.k, &l.v, &l.attnOut, &l.inter, &l.out} {
+			if lin.q != nil {
+				lin.q.Free()
+				lin.q = nil
+			}
+		}
+	}
 	m.vs.Destroy()
 	m.invSqrtHead.MustDrop()
 	m.maskFill.MustDrop()
@@ -322,6 +354,13 @@ func (m *Model) layerForward(a *torchx.Arena, l *layer, x, bias *ts.Tensor, batc
 }
 
 func (m *Model) lin(a *torchx.Arena, x *ts.Tensor, l linear) *ts.Tensor {
+	if l.q != nil {
+		y, err := l.q.Forward(x)
+		if err != nil {
+			panic(err) // as gotch's Must functions: the worker recovers it
+		}
+		return a.Keep(y)
+	}
 	return a.Keep(ts.MustLinear(x, l.w, l.b))
 }
 
