@@ -38,10 +38,13 @@ CMD ["serve", "--model", "/models/xling"]
 # Run stage (the default target): the libtorch runtime only (no headers, no Python), with
 # OpenBLAS behind libblas.so.3 (the reference BLAS is 15x slower) and
 # tcmalloc (xling's malloc: flat memory at full speed).
+# The package list is scripts/runtime-packages, which `make image-check`
+# builds the same filesystem from without a docker daemon.
 FROM debian:bookworm-slim
+COPY scripts/runtime-packages /tmp/runtime-packages
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libtorch1.13 libopenblas0-pthread libtcmalloc-minimal4 ca-certificates \
- && rm -rf /var/lib/apt/lists/*
+ && grep -v '^#' /tmp/runtime-packages | xargs apt-get install -y --no-install-recommends \
+ && rm -rf /var/lib/apt/lists/* /tmp/runtime-packages
 COPY --from=build /out/xling /usr/local/bin/xling
 # libgomp reads OMP_WAIT_POLICY before main; xling would re-exec itself to set it.
 ENV OMP_WAIT_POLICY=PASSIVE XLING_LOG_FORMAT=json

@@ -12,7 +12,7 @@ HELM_VERSION := v3.17.3
 HELM_BIN := $(BUILD)/bin/helm
 GO_TEST_FLAGS ?= -timeout 45m
 
-.PHONY: deps weaviate helm chart build vet test fuzz demo clean
+.PHONY: deps weaviate helm chart build vet test fuzz demo image-check clean
 
 deps:
 	@./scripts/deps.sh
@@ -56,6 +56,16 @@ test: deps weaviate helm
 # Every fuzz target under a memory limit; FUZZTIME=5m for a longer run.
 fuzz: deps
 	./scripts/fuzz.sh
+
+# The libtorch image's filesystem built from the Dockerfile's package list
+# without a docker daemon (mmdebstrap), and `xling serve` probed inside it:
+# about 2 minutes and 900 MB of downloads, as root; not part of make test.
+IMAGE_CHECK := $(BUILD)/image-check
+image-check: deps build
+	rm -rf $(IMAGE_CHECK) && mkdir -p $(IMAGE_CHECK)
+	$(BUILD)/bin/xling prepare --out $(IMAGE_CHECK)/data $(CURDIR)/../shared/data/xquad-r
+	$(BUILD)/bin/xling train --data $(IMAGE_CHECK)/data --out $(IMAGE_CHECK)/run --arch transformer --size tiny --steps 2 --eval-every 2
+	./scripts/image-check.sh $(BUILD)/bin/xling $(IMAGE_CHECK)/run/model $(IMAGE_CHECK)/rootfs
 
 # The study with its demo budget: one seed, sampled questions; rerunning
 # resumes. `xling experiment --budget full` runs the whole study.
