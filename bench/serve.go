@@ -385,6 +385,7 @@ func serveAgainstT2V(ctx context.Context, w io.Writer, opts ServeOptions, dir st
 	}
 	kinds := []string{"questions", "sentences"}
 	texts := map[string][]string{}
+	taskTypes := map[string]string{}
 	tokens := map[string]map[string][]int64{}
 	for _, k := range kinds {
 		t, taskType, err := benchTexts(k)
@@ -392,7 +393,7 @@ func serveAgainstT2V(ctx context.Context, w io.Writer, opts ServeOptions, dir st
 			return err
 		}
 		kind, _ := vectorizer.ParseKind(taskType)
-		texts[k], tokens[taskType] = t, map[string][]int64{}
+		texts[k], taskTypes[k], tokens[taskType] = t, taskType, map[string][]int64{}
 		for _, text := range t {
 			toks, err := v.Tokenize(text, kind)
 			if err != nil {
@@ -411,7 +412,7 @@ func serveAgainstT2V(ctx context.Context, w io.Writer, opts ServeOptions, dir st
 	// Both sides must do the same work: the same vectors for the same text.
 	worst := 0.0
 	for _, kind := range kinds {
-		taskType := map[string]string{"questions": "query", "sentences": "passage"}[kind]
+		taskType := taskTypes[kind]
 		k, _ := vectorizer.ParseKind(taskType)
 		for _, text := range texts[kind][:5] {
 			mine, err := v.Encode(ctx, []string{text}, k)
@@ -449,10 +450,7 @@ func serveAgainstT2V(ctx context.Context, w io.Writer, opts ServeOptions, dir st
 	batched := sidecar.DefaultOptions().Limits
 	for round := 1; round <= rounds; round++ {
 		for _, kind := range kinds {
-			taskType := "query"
-			if kind == "sentences" {
-				taskType = "passage"
-			}
+			taskType := taskTypes[kind]
 			for _, c := range opts.Concurrency {
 				k := key{kind, c}
 				// Alternate which server goes first, so neither always
