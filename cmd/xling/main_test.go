@@ -64,23 +64,59 @@ func xling(t *testing.T, stdin string, args ...string) (stdout, stderr string, e
 	return libtorchBuild.run(t, stdin, args...)
 }
 
+// encodedText is one line of `xling encode`'s output.
+type encodedText struct {
+	Text   string
+	Vector []float64
+}
+
+// encoded parses `xling encode`'s output, in order.
+func encoded(t *testing.T, stdout string) []encodedText {
+	t.Helper()
+	var out []encodedText
+	sc := bufio.NewScanner(strings.NewReader(stdout))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var rec encodedText
+		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, rec)
+	}
+	return out
+}
+
+// startServe runs `bin serve args...` on a free loopback port until the
+// test ends and returns its address once it is ready; its log is shown if
+// the test fails.
+func startServe(t *testing.T, bin string, args ...string) string {
+	t.Helper()
+	addr := freeAddr(t)
+	serve := exec.Command(bin, append([]string{"serve", "--addr", addr}, args...)...)
+	var serveLog bytes.Buffer
+	serve.Stderr = &serveLog
+	if err := serve.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = serve.Process.Kill()
+		_ = serve.Wait()
+		if t.Failed() {
+			t.Logf("xling serve:\n%s", serveLog.String())
+		}
+	})
+	waitReady(t, "http://"+addr)
+	return addr
+}
+
 func TestEncodeCommand(t *testing.T) {
 	model := vectorizertest.Tiny(t)
 	out, stderr, err := xling(t, "hello world\nमौसम अच्छा है\n北京\n", "encode", "--model", model, "--kind", "query")
 	if err != nil {
 		t.Fatalf("xling encode: %v\n%s", err, stderr)
 	}
-	sc := bufio.NewScanner(strings.NewReader(out))
-	sc.Buffer(nil, 1<<20)
 	var texts []string
-	for sc.Scan() {
-		var rec struct {
-			Text   string
-			Vector []float64
-		}
-		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
-			t.Fatal(err)
-		}
+	for _, rec := range encoded(t, out) {
 		norm := 0.0
 		for _, x := range rec.Vector {
 			norm += x * x

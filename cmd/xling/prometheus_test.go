@@ -120,21 +120,7 @@ func TestPrometheusScrapesTheSidecar(t *testing.T) {
 	dir := t.TempDir()
 	writeRules(t, m, filepath.Join(dir, "rules.yml"))
 
-	addr := freeAddr(t)
-	serve := exec.Command(libtorchBinary(t), "serve", "--model", vectorizertest.Tiny(t), "--addr", addr)
-	var serveLog bytes.Buffer
-	serve.Stderr = &serveLog
-	if err := serve.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = serve.Process.Kill()
-		_ = serve.Wait()
-		if t.Failed() {
-			t.Logf("xling serve:\n%s", serveLog.String())
-		}
-	}()
-	waitReady(t, "http://"+addr)
+	addr := startServe(t, libtorchBinary(t), "--model", vectorizertest.Tiny(t))
 	weaviateMetrics := freeAddr(t)
 	_, port, _ := strings.Cut(weaviateMetrics, ":")
 	wv := weaviatetest.Start(t, localweaviate.Options{Modules: []string{"text2vec-transformers"}, Env: map[string]string{

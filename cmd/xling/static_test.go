@@ -1,16 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"debug/elf"
-	"encoding/json"
 	"math"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -82,37 +79,14 @@ func TestStaticOnlyBuild(t *testing.T) {
 		t.Fatalf("static-only encode: %v\n%s", err, stderr)
 	}
 	want := map[string][]float64{}
-	sc := bufio.NewScanner(strings.NewReader(stdout))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var rec struct {
-			Text   string
-			Vector []float64
-		}
-		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
-			t.Fatal(err)
-		}
+	for _, rec := range encoded(t, stdout) {
 		want[rec.Text] = rec.Vector
 	}
 	if len(want) != len(texts) {
 		t.Fatalf("encode gave %d vectors for %d texts", len(want), len(texts))
 	}
 
-	addr := freeAddr(t)
-	serve := exec.Command(staticBuild.path, "serve", "--model", model, "--addr", addr)
-	var serveLog bytes.Buffer
-	serve.Stderr = &serveLog
-	if err := serve.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = serve.Process.Kill()
-		_ = serve.Wait()
-		if t.Failed() {
-			t.Logf("xling serve:\n%s", serveLog.String())
-		}
-	}()
-	waitReady(t, "http://"+addr)
+	addr := startServe(t, staticBuild.path, "--model", model)
 	client := weaviatetest.Vectorizing(t, addr)
 	const class = "Passage"
 	objects := make([]map[string]any, len(texts))
@@ -160,16 +134,7 @@ func TestStaticOnlyBuild(t *testing.T) {
 		t.Fatalf("encode the model2vec layout: %v\n%s", err, stderr)
 	}
 	lo, hi := 1.0, -1.0
-	sc = bufio.NewScanner(strings.NewReader(stdout))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var rec struct {
-			Text   string
-			Vector []float64
-		}
-		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
-			t.Fatal(err)
-		}
+	for _, rec := range encoded(t, stdout) {
 		dot := 0.0
 		for i, x := range rec.Vector {
 			dot += x * want[rec.Text][i]
