@@ -14,7 +14,9 @@ set -eu
 # xling bench serve --against t2v measures xling against.
 # prometheus (with promtool): the chart's alerts and dashboard tested for real.
 # libtcmalloc-minimal4: xling's malloc (see internal/torchx.Allocator).
-pkgs="g++ libopenblas0-pthread libtcmalloc-minimal4 python3-torch python3-numpy python3-fastapi python3-uvicorn prometheus sentencepiece"
+# libgloo-dev: the headers of Gloo, which libtorch's c10d needs to build
+# xling's distributed-training layer (internal/c10d).
+pkgs="g++ libgloo-dev libopenblas0-pthread libtcmalloc-minimal4 python3-torch python3-numpy python3-fastapi python3-uvicorn prometheus sentencepiece"
 if [ -z "${LIBTORCH:-}" ]; then
 	pkgs="libtorch-dev $pkgs"
 elif [ ! -d "$LIBTORCH" ]; then

@@ -96,6 +96,83 @@ func (o *adamW) clipAndStep(lr, clip float64) float64 {
 	return norm
 }
 
+// sumGrads sums every gradient across a group, in buckets of about
+// bucketFloats values (as DDP does), not one collective per tensor.
+// Parameters without a gradient have none on every rank: the graph is the
+// same everywhere.
+func (o *adamW) sumGrads(g Group) error {
+	var a torchx.Arena
+	defer a.Free()
+	var (
+		bucket []float32
+		grads  []*ts.Tensor
+	)
+	flush := func() error {
+		if len(grads) == 0 {
+			return nil
+		}
+		if err := g.SumFloat32("gradients", bucket); err != nil {
+			return err
+		}
+		off := 0
+		for _, gr := range grads {
+			n := int(gr.Numel())
+			src, err := torchx.Float32Tensor(bucket[off:off+n], gr.MustSize())
+			if err != nil {
+				return err
+			}
+			ts.NoGrad(func() { gr.Copy_(a.Keep(src)) })
+			off += n
+		}
+		bucket, grads = bucket[:0], grads[:0]
+		return nil
+	}
+	for _, n := range o.names {
+		gr := a.Keep(o.params[n].MustGrad(false))
+		if !gr.MustDefined() {
+			continue
+		}
+		size := int(gr.Numel())
+		if len(bucket)+size > bucketFloats {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		at := len(bucket)
+		bucket = append(bucket, make([]float32, size)...)
+		if err := torchx.ReadFloat32s(gr, bucket[at:]); err != nil {
+			return err
+		}
+		grads = append(grads, gr)
+	}
+	return flush()
+}
+
+// broadcast copies rank 0's parameters and moments to every rank and sets
+// the step count.
+func (o *adamW) broadcast(g Group, step int) error {
+	var a torchx.Arena
+	defer a.Free()
+	for _, n := range o.names {
+		for _, t := range []*ts.Tensor{o.params[n], o.m[n], o.v[n]} {
+			vals := make([]float32, t.Numel())
+			if err := torchx.ReadFloat32s(t, vals); err != nil {
+				return err
+			}
+			if err := g.BroadcastFloat32("weights and optimiser state", vals, 0); err != nil {
+				return err
+			}
+			src, err := torchx.Float32Tensor(vals, t.MustSize())
+			if err != nil {
+				return err
+			}
+			ts.NoGrad(func() { t.Copy_(a.Keep(src)) })
+		}
+	}
+	o.step = step
+	return nil
+}
+
 // tensors returns the moments for a checkpoint, as safetensors.
 func (o *adamW) tensors() (map[string]safetensors.Tensor, error) {
 	out := map[string]safetensors.Tensor{}

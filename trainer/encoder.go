@@ -12,8 +12,15 @@ import (
 // torchNet is a transformer on libtorch, staticNet a static embedding in Go.
 type dualEncoder interface {
 	// lossBackward adds the gradient of one batch's InfoNCE loss, times
-	// weight (for accumulation), and returns the unscaled loss.
-	lossBackward(batch []Pair, cfg Config, weight float64) (float64, error)
+	// weight (for accumulation), and returns the unscaled loss. With peers,
+	// batch is this rank's share: the loss is the global batch's and the
+	// gradient this rank's share of it.
+	lossBackward(batch []Pair, cfg Config, weight float64, peers *peers) (float64, error)
+	// reduce sums the accumulated gradients across a group.
+	reduce(g Group) error
+	// broadcast copies rank 0's weights and optimiser state to every rank,
+	// setting the optimiser's step count to step.
+	broadcast(g Group, step int) error
 	// step applies the gradients accumulated since the last step at
 	// learning rate lr, clipped to a global norm of clip (if > 0), and
 	// returns their norm before clipping.

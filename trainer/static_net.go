@@ -21,9 +21,24 @@ func newStaticNet(m *static.Model, text *vectorizer.TextTokenizer, weightDecay f
 	return &staticNet{tokenCache: newTokenCache(text), model: m, opt: static.NewAdamW(m, weightDecay), grad: m.NewGrad()}
 }
 
-func (e *staticNet) lossBackward(batch []Pair, cfg Config, weight float64) (float64, error) {
+func (e *staticNet) lossBackward(batch []Pair, cfg Config, weight float64, peers *peers) (float64, error) {
 	queries, passages, negatives := splitPairs(batch, cfg)
 	c := static.Contrastive{Temperature: cfg.Temperature, Symmetric: cfg.Symmetric}
+	if peers != nil {
+		h := int(e.model.Config.HiddenSize)
+		c.Gather = func(kind string, local [][]float32) ([][]float32, int, error) {
+			flat := make([]float32, 0, len(local)*h)
+			for _, v := range local {
+				flat = append(flat, v...)
+			}
+			all, start, _, err := peers.gather(kind, flat, h)
+			rows := make([][]float32, len(all)/h)
+			for i := range rows {
+				rows[i] = all[i*h : (i+1)*h]
+			}
+			return rows, start, err
+		}
+	}
 	var err error
 	if c.Queries, err = e.batch(queries, vectorizer.Query); err != nil {
 		return 0, err
@@ -41,6 +56,22 @@ func (e *staticNet) step(lr, clip float64) float64 {
 	norm := e.opt.Step(e.grad, lr, clip)
 	e.grad = e.model.NewGrad()
 	return norm
+}
+
+func (e *staticNet) reduce(g Group) error {
+	var dense [][]float64
+	if e.grad.Proj != nil {
+		dense = [][]float64{e.grad.Proj, e.grad.Bias}
+	}
+	rows, err := sumRows(g, e.grad.Rows, dense, int(e.model.Config.EmbeddingSize))
+	e.grad.Rows = rows
+	return err
+}
+
+func (e *staticNet) broadcast(g Group, step int) error {
+	bufs := append([][]float32{e.model.Emb, e.model.Proj, e.model.Bias}, e.opt.Moments()...)
+	e.opt.Steps = step
+	return broadcastFloats(g, "static weights and optimiser state", bufs...)
 }
 
 func (e *staticNet) vectors(texts []string, kind vectorizer.Kind, _ int) ([][]float32, error) {

@@ -103,15 +103,22 @@ func infoNCE(a *torchx.Arena, q, p, n *ts.Tensor, temperature float64, symmetric
 // lossBackward computes InfoNCE over in-batch negatives for one batch,
 // back-propagates it scaled by weight (for gradient accumulation) and
 // returns the unscaled loss.
-func (e *torchNet) lossBackward(batch []Pair, cfg Config, weight float64) (float64, error) {
+func (e *torchNet) lossBackward(batch []Pair, cfg Config, weight float64, peers *peers) (float64, error) {
 	var a torchx.Arena
 	defer a.Free()
 	queries, passages, negatives := splitPairs(batch, cfg)
+	h := int(e.model.Config.HiddenSize)
 	q, err := e.embed(&a, queries, vectorizer.Query, true)
+	if err == nil {
+		q, err = gathered(&a, peers, "queries", q, h)
+	}
 	if err != nil {
 		return 0, err
 	}
 	p, err := e.embed(&a, passages, vectorizer.Passage, true)
+	if err == nil {
+		p, err = gathered(&a, peers, "passages", p, h)
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -121,12 +128,68 @@ func (e *torchNet) lossBackward(batch []Pair, cfg Config, weight float64) (float
 			return 0, err
 		}
 	}
+	// Every rank gathers negatives, whether or not its share has any.
+	if cfg.HardNegatives {
+		if n, err = gathered(&a, peers, "negatives", n, h); err != nil {
+			return 0, err
+		}
+	}
 	loss := infoNCE(&a, q, p, n, cfg.Temperature, cfg.Symmetric)
 	value := loss.Float64Values()[0]
 	scaled := a.Keep(loss.MustMulScalar(a.KeepScalar(ts.FloatScalar(weight)), false))
 	scaled.MustBackward()
 	return value, nil
 }
+
+// gathered returns the global batch's rows of one kind: the other ranks'
+// rows, as constants, around this rank's own (nil if it has none), which
+// keep their gradient. A rank's gradient is then its own texts' share of the
+// global loss's, and the shares sum to it (as sentence-transformers'
+// gather_across_devices, with the loss taken over every row). A nil peers
+// returns local.
+func gathered(a *torchx.Arena, peers *peers, kind string, local *ts.Tensor, h int) (*ts.Tensor, error) {
+	if peers == nil {
+		return local, nil
+	}
+	var flat []float32
+	if local != nil {
+		flat = make([]float32, local.MustSize()[0]*int64(h))
+		if err := torchx.ReadFloat32s(a.Keep(local.MustDetach(false)), flat); err != nil {
+			return nil, err
+		}
+	}
+	all, start, end, err := peers.gather(kind, flat, h)
+	if err != nil {
+		return nil, err
+	}
+	total := len(all) / h
+	var parts []*ts.Tensor
+	constant := func(lo, hi int) error {
+		t, err := torchx.Float32Tensor(all[lo*h:hi*h], []int64{int64(hi - lo), int64(h)})
+		parts = append(parts, a.Keep(t))
+		return err
+	}
+	if start > 0 {
+		if err := constant(0, start); err != nil {
+			return nil, err
+		}
+	}
+	if local != nil {
+		parts = append(parts, local)
+	}
+	if end < total {
+		if err := constant(end, total); err != nil {
+			return nil, err
+		}
+	}
+	if len(parts) == 0 {
+		return nil, nil
+	}
+	return a.Keep(ts.MustCat(parts, 0)), nil
+}
+
+func (e *torchNet) reduce(g Group) error              { return e.opt.sumGrads(g) }
+func (e *torchNet) broadcast(g Group, step int) error { return e.opt.broadcast(g, step) }
 
 // vectors encodes texts without gradients, in batches, into Go slices.
 func (e *torchNet) vectors(texts []string, kind vectorizer.Kind, batch int) ([][]float32, error) {

@@ -98,7 +98,14 @@ type Run struct {
 	// OnStep, if set, is called after every optimiser step (tests use it
 	// to interrupt a run).
 	OnStep func(step int, loss float64)
+	// Group, if set, makes the run one rank of a data-parallel run (see
+	// Group); every rank runs Execute with the same Config and data.
+	Group Group
 }
+
+// lead says whether this process writes the run's files: it trains alone,
+// or it is rank 0.
+func (r *Run) lead() bool { return r.Group == nil || r.Group.Rank() == 0 }
 
 // StepLog is one line of train.jsonl.
 type StepLog struct {
@@ -151,6 +158,9 @@ func (r *Run) Execute(ctx context.Context) (Result, error) {
 		if r.OnStep != nil {
 			r.OnStep(t.step, t.loss)
 		}
+		if !r.lead() {
+			continue
+		}
 		if due(max(cfg.LogEvery, 1)) {
 			t.logProgress()
 		}
@@ -174,7 +184,8 @@ type training struct {
 	enc      dualEncoder
 	sampler  *Sampler
 	log      *slog.Logger
-	trainLog *os.File // train.jsonl
+	trainLog *os.File // train.jsonl; rank 0's only
+	group    Group    // nil when training alone
 
 	step      int
 	loss, lr  float64 // the last step's
@@ -185,7 +196,9 @@ type training struct {
 }
 
 func (t *training) close() {
-	t.trainLog.Close()
+	if t.trainLog != nil {
+		t.trainLog.Close()
+	}
 	t.enc.close()
 }
 
@@ -204,11 +217,16 @@ func (r *Run) start(ctx context.Context) (*training, error) {
 	if cfg.Steps <= 0 || cfg.BatchSize < 2 || cfg.Accumulate < 1 || cfg.LR <= 0 || cfg.Temperature <= 0 {
 		return nil, fmt.Errorf("train: steps, batch size (>= 2), accumulation, learning rate and temperature must be positive")
 	}
-	if err := os.MkdirAll(r.Dir, 0o755); err != nil {
-		return nil, err
+	if g := r.Group; g != nil && cfg.BatchSize < g.Size() {
+		return nil, fmt.Errorf("train: a batch of %d pairs cannot be shared by %d ranks", cfg.BatchSize, g.Size())
 	}
-	if err := r.checkConfig(); err != nil {
-		return nil, err
+	if r.lead() {
+		if err := os.MkdirAll(r.Dir, 0o755); err != nil {
+			return nil, err
+		}
+		if err := r.checkConfig(); err != nil {
+			return nil, err
+		}
 	}
 	// An empty text fails where the batch holding it is tokenised: say so
 	// before the first step, not thousands of steps in.
@@ -228,8 +246,14 @@ func (r *Run) start(ctx context.Context) (*training, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &training{cfg: cfg, enc: enc, sampler: sampler, log: log}
-	if err := r.resumeOrExport(t); err != nil {
+	t := &training{cfg: cfg, enc: enc, sampler: sampler, log: log, group: r.Group}
+	if r.lead() {
+		err = r.resumeOrExport(t)
+	}
+	if err == nil && r.Group != nil {
+		err = t.syncState(r.Group)
+	}
+	if err != nil {
 		enc.close()
 		return nil, err
 	}
@@ -262,18 +286,32 @@ func (r *Run) resumeOrExport(t *training) error {
 // trainStep runs one optimiser step over Accumulate batches.
 func (t *training) trainStep() error {
 	cfg := t.cfg
-	// Dropout draws from libtorch's generator: seeding it per step makes
-	// a resumed run repeat an uninterrupted one exactly.
-	torchx.ManualSeed(int64(cfg.Seed*1_000_003 + uint64(t.step)))
+	// Dropout draws from libtorch's generator: seeding it per step (and
+	// rank) makes a resumed run repeat an uninterrupted one exactly.
+	var rank uint64
+	if t.group != nil {
+		rank = uint64(t.group.Rank())
+	}
+	torchx.ManualSeed(int64(cfg.Seed*1_000_003 + uint64(t.step) + rank<<32))
 	total := 0.0
 	for k := 0; k < cfg.Accumulate; k++ {
-		batch := t.sampler.Next()
-		l, err := t.enc.lossBackward(batch, cfg, 1/float64(cfg.Accumulate))
+		batch, local := t.sampler.Next(), (*peers)(nil)
+		mine := batch
+		if t.group != nil {
+			mine, local = shard(batch, t.group.Rank(), t.group.Size()), &peers{t.group}
+		}
+		l, err := t.enc.lossBackward(mine, cfg, 1/float64(cfg.Accumulate), local)
 		if err != nil {
 			return fmt.Errorf("step %d: %w", t.step+1, err)
 		}
 		total += l / float64(cfg.Accumulate)
 		t.pairs += len(batch)
+	}
+	if t.group != nil {
+		if err := t.enc.reduce(t.group); err != nil {
+			return fmt.Errorf("step %d: %w", t.step+1, err)
+		}
+		t.group.Progress(t.step + 1)
 	}
 	t.lr = learningRate(cfg, t.step)
 	t.gradNorm = t.enc.step(t.lr, cfg.Clip)
@@ -318,11 +356,19 @@ func (r *Run) validate(t *training) error {
 	return nil
 }
 
-// finish exports the final model.
+// finish exports the final model. Every rank of a group returns only once
+// rank 0 has, so that none reports success for a run whose export failed.
 func (r *Run) finish(t *training) (Result, error) {
 	res := Result{Step: t.step, Loss: t.loss, ModelDir: filepath.Join(r.Dir, "model")}
-	if err := r.export(res.ModelDir, t.enc); err != nil {
-		return Result{}, err
+	if r.lead() {
+		if err := r.export(res.ModelDir, t.enc); err != nil {
+			return Result{}, err
+		}
+	}
+	if r.Group != nil {
+		if err := r.Group.Barrier("end of training"); err != nil {
+			return Result{}, err
+		}
 	}
 	if best, err := r.bestEvaluation(); err == nil && best != nil {
 		res.Best, res.BestDir = best, filepath.Join(r.Dir, "best")
@@ -409,6 +455,29 @@ func (r *Run) startingModel(ctx context.Context) (dualEncoder, error) {
 // trainedTokenizer trains a WordPiece tokenizer on the training text, once
 // per run directory.
 func (r *Run) trainedTokenizer(ctx context.Context) (*tokenize.Tokenizer, error) {
+	if r.Group == nil {
+		return r.trainTokenizer(ctx)
+	}
+	// Rank 0 trains it (or reads it back on resume) and hands it on: the
+	// other ranks may not share its disk.
+	var b []byte
+	if r.lead() {
+		tok, err := r.trainTokenizer(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if b, err = tok.JSON(); err != nil {
+			return nil, err
+		}
+	}
+	b, err := r.Group.BroadcastBytes("tokenizer", b, 0)
+	if err != nil {
+		return nil, err
+	}
+	return tokenize.Parse(b, r.Config.MaxLength)
+}
+
+func (r *Run) trainTokenizer(ctx context.Context) (*tokenize.Tokenizer, error) {
 	tokPath := filepath.Join(r.Dir, vectorizer.TokenizerFile)
 	if _, err := os.Stat(tokPath); err != nil {
 		var text strings.Builder

@@ -91,3 +91,6 @@ func (t *TextTokenizer) Options() Options { return t.opts }
 
 // JSON is tokenizer.json, for writing a model directory.
 func (t *TextTokenizer) JSON() ([]byte, error) { return t.tok.JSON() }
+
+// Vocab is the tokenizer's vocabulary, by id.
+func (t *TextTokenizer) Vocab() []string { return t.tok.Vocab() }

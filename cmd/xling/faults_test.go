@@ -48,7 +48,7 @@ var (
 	preparedErr  error
 )
 
-var progressStep = regexp.MustCompile(`msg=training step=(\d+) `)
+var progressStep = regexp.MustCompile(`msg=training (?:rank=\d+ )?step=(\d+) `)
 
 // runKilledAt runs xling and sends SIGKILL once it reports training step
 // killAt or later. It returns whether the process was killed (it may have

@@ -4,10 +4,14 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
+	"github.com/xling-ir/xling/internal/c10d"
 	"github.com/xling-ir/xling/internal/cli"
+	"github.com/xling-ir/xling/internal/torchrun"
 	"github.com/xling-ir/xling/trainer"
 )
 
@@ -40,6 +44,10 @@ func runTrain(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	fs.IntVar(&c.CheckpointEvery, "checkpoint-every", c.CheckpointEvery, "steps between checkpoints")
 	fs.IntVar(&c.EvalEvery, "eval-every", c.EvalEvery, "steps between validations; 0 disables")
 	fs.IntVar(&c.LogEvery, "log-every", c.LogEvery, "steps between progress lines")
+	nproc := fs.Int("nproc", 1, "start this many local worker processes, each on --threads threads (torchrun's --nproc-per-node); a process started with torchrun's WORLD_SIZE, RANK, MASTER_ADDR, MASTER_PORT set is one worker of such a run")
+	dist := c10d.Config{Backend: c10d.BackendAuto}
+	fs.DurationVar(&dist.Timeout, "dist-timeout", c10d.DefaultTimeout, "data-parallel runs: how long a rendezvous or collective may wait before every rank fails, naming the rank that stopped (env XLING_DIST_TIMEOUT)")
+	fs.StringVar(&dist.Backend, "dist-backend", dist.Backend, "data-parallel runs: gloo (CPU), nccl (CUDA libtorch) or auto (env XLING_DIST_BACKEND)")
 	logs := addLogFlags(fs)
 	log, err := logs.parse(fs, args)
 	if err != nil {
@@ -47,6 +55,16 @@ func runTrain(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	}
 	if *data == "" || *out == "" {
 		return fmt.Errorf("%w: --data and --out are required", cli.ErrUsage)
+	}
+	env, launched, err := c10d.FromEnv(os.Getenv)
+	if err != nil {
+		return fmt.Errorf("%w: %v", cli.ErrUsage, err)
+	}
+	if !launched && *nproc > 1 {
+		return launchWorkers(ctx, *nproc, log)
+	}
+	if launched && *nproc > 1 && *nproc != env.WorldSize {
+		return fmt.Errorf("%w: --nproc %d, but this worker's WORLD_SIZE is %d", cli.ErrUsage, *nproc, env.WorldSize)
 	}
 	c.Mode = trainer.Mode(*mode)
 	if c.Init != "" {
@@ -69,6 +87,26 @@ func runTrain(ctx context.Context, fs *flag.FlagSet, args []string) error {
 		return fmt.Errorf("%s already holds a run with checkpoints: pass --resume to continue it, or choose another --out", *out)
 	}
 	run := &trainer.Run{Dir: *out, Config: c, Train: train, Valid: valid, Logger: log, Threads: *threads}
+	if launched {
+		env.Backend, env.Timeout = dist.Backend, dist.Timeout
+		g, err := c10d.Join(ctx, env, log)
+		if err != nil {
+			return err
+		}
+		defer g.Close()
+		run.Group = g
+		log = log.With("rank", g.Rank())
+		run.Logger = log
+		res, err := run.Execute(ctx)
+		if err != nil {
+			g.Fail(err)
+			return fmt.Errorf("rank %d: %w", g.Rank(), err)
+		}
+		if g.Rank() == 0 {
+			log.Info("trained", "step", res.Step, "loss", res.Loss, "model", res.ModelDir, "best", res.BestDir, "world_size", g.Size())
+		}
+		return nil
+	}
 	res, err := run.Execute(ctx)
 	if err != nil {
 		return err
@@ -76,3 +114,18 @@ func runTrain(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	log.Info("trained", "step", res.Step, "loss", res.Loss, "model", res.ModelDir, "best", res.BestDir)
 	return nil
 }
+
+// launchWorkers runs this same command as n local workers of one
+// data-parallel run (torchrun --standalone --nproc-per-node n), with their
+// output on stderr prefixed by rank.
+func launchWorkers(ctx context.Context, n int, log *slog.Logger) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("--nproc: find this program: %w", err)
+	}
+	return torchrun.Run(ctx, torchrun.Options{NProc: n, Path: exe, Args: os.Args[1:], Output: os.Stderr, Grace: workerGrace, Logger: log})
+}
+
+// workerGrace is how long the other workers get, once one has failed, to
+// notice through c10d and exit naming it, before the launcher kills them.
+const workerGrace = 30 * time.Second

@@ -3,6 +3,7 @@ package gotchadapt
 import (
 	"bytes"
 	"context"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,7 +23,7 @@ const GotchModule = "github.com/sugarme/gotch"
 
 // adapterRevision changes whenever the adapter's output changes for the same
 // inputs, so that a stale adapted copy is rebuilt rather than reused.
-const adapterRevision = "10"
+const adapterRevision = "12"
 
 // wrapperFiles are gotch's C++ sources, relative to its libtch folder; the
 // first is the translation unit, which includes the others.
@@ -90,6 +91,9 @@ func Adapt(ctx context.Context, opts Options) (Result, error) {
 	if err := appendVersionFunc(filepath.Join(libtch, wrapperFiles[0])); err != nil {
 		return Result{}, err
 	}
+	if err := os.WriteFile(filepath.Join(libtch, "xling_c10d.cpp"), c10dSource, 0o644); err != nil {
+		return Result{}, fmt.Errorf("write the c10d layer: %w", err)
+	}
 	if err := patchGo(filepath.Join(tmp, "ts", "tensor-generated.go"), outputBufferFixes); err != nil {
 		return Result{}, err
 	}
@@ -122,6 +126,12 @@ func Adapt(ctx context.Context, opts Options) (Result, error) {
 	}
 	return Result{Dir: opts.OutDir, Stubbed: stubbed}, nil
 }
+
+// c10dSource is xling's c10d layer (see internal/c10d), compiled with
+// gotch's wrapper because it needs the same libtorch flags.
+//
+//go:embed xling_c10d.cpp.in
+var c10dSource []byte
 
 // versionFunc lets Go ask which libtorch the wrapper was compiled against;
 // gotch exposes no such thing.

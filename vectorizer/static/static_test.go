@@ -50,7 +50,7 @@ func TestGradientMatchesFiniteDifferences(t *testing.T) {
 			}
 			return l
 		}
-		check := func(name string, w []float32, i int, analytic float32) {
+		check := func(name string, w []float32, i int, analytic float64) {
 			const h = 1e-2
 			orig := w[i]
 			w[i] = orig + h
@@ -59,7 +59,7 @@ func TestGradientMatchesFiniteDifferences(t *testing.T) {
 			down := loss()
 			w[i] = orig
 			numeric := (up - down) / (2 * h)
-			if math.Abs(numeric-float64(analytic)) > 2e-3+0.02*math.Abs(numeric) {
+			if math.Abs(numeric-analytic) > 2e-3+0.02*math.Abs(numeric) {
 				t.Errorf("shape %v: d loss / d %s[%d] = %.6f by hand, %.6f numerically", shape, name, i, analytic, numeric)
 			}
 		}

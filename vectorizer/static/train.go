@@ -10,18 +10,21 @@ import (
 
 // Grad holds the gradients of one optimiser step: a row per token the
 // batches touched (nothing for the rest of the table), and the projection's.
+// They accumulate in float64: a row sums hundreds of texts' shares, and in
+// float32 the order of that sum (one process's, or data-parallel ranks'
+// partial sums) changed the trained weights by more than 1e-5.
 type Grad struct {
-	Rows map[int64][]float32
-	Proj []float32
-	Bias []float32
+	Rows map[int64][]float64
+	Proj []float64
+	Bias []float64
 }
 
 // NewGrad returns an empty gradient for m.
 func (m *Model) NewGrad() *Grad {
-	g := &Grad{Rows: map[int64][]float32{}}
+	g := &Grad{Rows: map[int64][]float64{}}
 	if m.projected() {
-		g.Proj = make([]float32, len(m.Proj))
-		g.Bias = make([]float32, len(m.Bias))
+		g.Proj = make([]float64, len(m.Proj))
+		g.Bias = make([]float64, len(m.Bias))
 	}
 	return g
 }
@@ -32,6 +35,13 @@ type Contrastive struct {
 	Queries, Passages, Negatives [][]int64
 	Temperature                  float64
 	Symmetric                    bool // add the passage-to-query direction
+	// Gather, if set, joins this process's unit vectors of one kind
+	// ("queries", "passages", "negatives") with those of the other
+	// data-parallel ranks, in rank order, and says where this process's
+	// start. The loss is then the global batch's, and the gradient this
+	// process adds is its own texts' share of it: summed over the ranks,
+	// it is the global batch's gradient.
+	Gather func(kind string, local [][]float32) (all [][]float32, start int, err error)
 }
 
 // LossBackward computes the batch's InfoNCE loss over cosine similarities,
@@ -39,18 +49,45 @@ type Contrastive struct {
 // trainer's (trainer.infoNCE), differentiated by hand: the pieces are a
 // softmax over logits, L2 normalisation, a linear layer and a mean.
 func (m *Model) LossBackward(c Contrastive, weight float64, g *Grad) (float64, error) {
-	b := len(c.Queries)
-	if b == 0 || len(c.Passages) != b {
-		return 0, fmt.Errorf("static loss: %d queries and %d passages", b, len(c.Passages))
+	gather := c.Gather
+	if gather == nil {
+		gather = func(_ string, local [][]float32) ([][]float32, int, error) { return local, 0, nil }
 	}
-	q, err := m.encodeAll(c.Queries, true)
+	// traces of this process's texts, and every rank's unit vectors.
+	type part struct {
+		traces  []trace
+		vectors [][]float32
+		start   int
+	}
+	encode := func(kind string, ids [][]int64) (part, error) {
+		t, err := m.encodeAll(ids, true)
+		if err != nil {
+			return part{}, err
+		}
+		local := make([][]float32, len(t))
+		for i := range t {
+			local[i] = t[i].vector
+		}
+		all, start, err := gather(kind, local)
+		return part{t, all, start}, err
+	}
+	qs, err := encode("queries", c.Queries)
 	if err != nil {
 		return 0, err
 	}
-	keys, err := m.encodeAll(append(append([][]int64{}, c.Passages...), c.Negatives...), true)
+	ps, err := encode("passages", c.Passages)
 	if err != nil {
 		return 0, err
 	}
+	ns, err := encode("negatives", c.Negatives)
+	if err != nil {
+		return 0, err
+	}
+	b := len(qs.vectors)
+	if b == 0 || len(ps.vectors) != b {
+		return 0, fmt.Errorf("static loss: %d queries and %d passages", b, len(ps.vectors))
+	}
+	keys := append(append([][]float32{}, ps.vectors...), ns.vectors...)
 	k := len(keys)
 	invT := 1 / c.Temperature
 	// logits[i][j] = q_i . key_j / T
@@ -58,7 +95,7 @@ func (m *Model) LossBackward(c Contrastive, weight float64, g *Grad) (float64, e
 	parallel(b, func(i int) {
 		logits[i] = make([]float64, k)
 		for j := range keys {
-			logits[i][j] = float64(dot(q[i].vector, keys[j].vector)) * invT
+			logits[i][j] = float64(dot(qs.vectors[i], keys[j])) * invT
 		}
 	})
 	// dLogits of the mean cross-entropy of each row against its diagonal.
@@ -96,28 +133,37 @@ func (m *Model) LossBackward(c Contrastive, weight float64, g *Grad) (float64, e
 			}
 		}
 	}
-	// Gradients of the unit vectors, scaled by the accumulation weight.
+	// Gradients of this process's unit vectors, scaled by the accumulation
+	// weight: its queries' rows of dl, its keys' columns.
 	scale := weight * invT
-	dq := make([][]float64, b)
-	dk := make([][]float64, k)
 	h := int(m.Config.HiddenSize)
-	parallel(b, func(i int) {
+	mine := make([]int, 0, len(ps.traces)+len(ns.traces)) // key columns
+	for j := range ps.traces {
+		mine = append(mine, ps.start+j)
+	}
+	for j := range ns.traces {
+		mine = append(mine, b+ns.start+j)
+	}
+	dq := make([][]float64, len(qs.traces))
+	dk := make([][]float64, len(mine))
+	parallel(len(dq), func(i int) {
 		dq[i] = make([]float64, h)
 		for j := range keys {
-			axpy(dq[i], dl[i][j]*scale, keys[j].vector)
+			axpy(dq[i], dl[qs.start+i][j]*scale, keys[j])
 		}
 	})
-	parallel(k, func(j int) {
-		dk[j] = make([]float64, h)
-		for i := range q {
-			axpy(dk[j], dl[i][j]*scale, q[i].vector)
+	parallel(len(dk), func(c int) {
+		dk[c] = make([]float64, h)
+		j := mine[c]
+		for i := range qs.vectors {
+			axpy(dk[c], dl[i][j]*scale, qs.vectors[i])
 		}
 	})
-	for i, t := range q {
+	for i, t := range qs.traces {
 		m.backward(t, dq[i], g)
 	}
-	for j, t := range keys {
-		m.backward(t, dk[j], g)
+	for c, t := range append(append([]trace{}, ps.traces...), ns.traces...) {
+		m.backward(t, dk[c], g)
 	}
 	return loss, nil
 }
@@ -140,11 +186,11 @@ func (m *Model) backward(t trace, du []float64, g *Grad) {
 	if m.projected() {
 		dmean = make([]float64, e)
 		for i, d := range dx {
-			g.Bias[i] += float32(d)
+			g.Bias[i] += d
 			row := m.Proj[i*e : (i+1)*e]
 			grow := g.Proj[i*e : (i+1)*e]
 			for j := range row {
-				grow[j] += float32(d * float64(t.mean[j]))
+				grow[j] += d * float64(t.mean[j])
 				dmean[j] += d * float64(row[j])
 			}
 		}
@@ -165,11 +211,11 @@ func (m *Model) backward(t trace, du []float64, g *Grad) {
 		}
 		row, ok := g.Rows[id]
 		if !ok {
-			row = make([]float32, e)
+			row = make([]float64, e)
 			g.Rows[id] = row
 		}
 		for j, d := range dmean {
-			row[j] += float32(d * per)
+			row[j] += d * per
 		}
 	}
 }
@@ -229,14 +275,14 @@ func (g *Grad) Norm() float64 {
 	// run, and the norm decides clipping.
 	for _, id := range g.ids() {
 		for _, x := range g.Rows[id] {
-			s += float64(x) * float64(x)
+			s += x * x
 		}
 	}
 	for _, x := range g.Proj {
-		s += float64(x) * float64(x)
+		s += x * x
 	}
 	for _, x := range g.Bias {
-		s += float64(x) * float64(x)
+		s += x * x
 	}
 	return math.Sqrt(s)
 }
@@ -277,9 +323,9 @@ func (o *AdamW) Step(g *Grad, lr, clip float64) float64 {
 	return norm
 }
 
-func (o *AdamW) update(w, g, m, v []float32, lr, scale, c1, c2 float64, decay bool) {
+func (o *AdamW) update(w []float32, g []float64, m, v []float32, lr, scale, c1, c2 float64, decay bool) {
 	for j := range w {
-		gj := float64(g[j]) * scale
+		gj := g[j] * scale
 		mj := o.Beta1*float64(m[j]) + (1-o.Beta1)*gj
 		vj := o.Beta2*float64(v[j]) + (1-o.Beta2)*gj*gj
 		m[j], v[j] = float32(mj), float32(vj)
@@ -309,6 +355,10 @@ func (o *AdamW) Tensors() (map[string]safetensors.Tensor, error) {
 	}
 	return out, nil
 }
+
+// Moments are the optimiser's state buffers (nil where the model has no
+// projection), for data-parallel ranks to start from the same state.
+func (o *AdamW) Moments() [][]float32 { return [][]float32{o.m, o.v, o.pm, o.pv, o.bm, o.bv} }
 
 // Load restores the state written by Tensors, at the given step.
 func (o *AdamW) Load(tensors map[string]safetensors.Tensor, steps int) error {

@@ -65,6 +65,14 @@ func Load(path string, maxLen int) (*Tokenizer, error) {
 	return t, nil
 }
 
+// Parse reads a tokenizer.json held in memory, as Load reads a file.
+func Parse(b []byte, maxLen int) (*Tokenizer, error) {
+	if maxLen < 3 {
+		return nil, fmt.Errorf("parse tokenizer: maximum length %d leaves no room for text", maxLen)
+	}
+	return parse(b, maxLen)
+}
+
 func parse(b []byte, maxLen int) (*Tokenizer, error) {
 	t, err := parseModel(b, maxLen)
 	if err != nil {
