@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -10,7 +11,9 @@ import (
 	"time"
 
 	"github.com/xling-ir/xling/bench"
+	"github.com/xling-ir/xling/internal/c10d"
 	"github.com/xling-ir/xling/internal/cli"
+	"github.com/xling-ir/xling/internal/torchrun"
 	"github.com/xling-ir/xling/trainer"
 	"github.com/xling-ir/xling/vectorizer"
 )
@@ -78,13 +81,81 @@ func runBenchTrain(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	fs.IntVar(&o.Batch, "batch", 32, "pairs per step")
 	fs.IntVar(&o.Seq, "seq", 64, "tokens per text")
 	fs.DurationVar(&o.Time, "time", 15*time.Second, "measuring time per side, in three rounds")
+	nproc := fs.Int("nproc", 1, "above 1: measure N processes on --threads threads each, a c10d group sharing the batch, against 1 process on N x --threads threads (no PyTorch side)")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if o.Batch < 2 || o.Seq <= 2 {
 		return fmt.Errorf("%w: --batch must be at least 2 and --seq above 2", cli.ErrUsage)
 	}
+	env, launched, err := c10d.FromEnv(os.Getenv)
+	if err != nil {
+		return fmt.Errorf("%w: %v", cli.ErrUsage, err)
+	}
+	switch {
+	case launched:
+		return benchTrainRank(ctx, env, o)
+	case *nproc > 1:
+		return bench.TrainParallel(ctx, os.Stdout, o, *nproc, func(ctx context.Context, dir string, threads int) (bench.StepRate, error) {
+			r, err := trainer.DataParallelThroughput(ctx, nil, dir, o.Batch, o.Seq, threads, o.Time)
+			return bench.StepRate{PairsPerSecond: r.PairsPerSecond}, err
+		}, func(ctx context.Context, dir string) (bench.StepRate, error) {
+			return benchTrainGroup(ctx, *nproc, dir, o)
+		})
+	}
 	return bench.Train(ctx, os.Stdout, o, trainer.Throughput)
+}
+
+// rankResult is the line rank 0 of `bench train --nproc` prints for the
+// launching process.
+const rankResult = "data-parallel step:"
+
+// benchTrainRank is one rank of `bench train --nproc`.
+func benchTrainRank(ctx context.Context, env c10d.Config, o bench.EncodeOptions) error {
+	if o.Model == "" {
+		return fmt.Errorf("%w: a rank of bench train needs --model (the launching process passes it)", cli.ErrUsage)
+	}
+	g, err := c10d.Join(ctx, env, nil)
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	r, err := trainer.DataParallelThroughput(ctx, g, o.Model, o.Batch, o.Seq, o.Threads, o.Time)
+	if err != nil {
+		return err
+	}
+	if err := g.Barrier("end of bench"); err != nil {
+		return err
+	}
+	if g.Rank() == 0 {
+		fmt.Printf("%s %g %g %d\n", rankResult, r.PairsPerSecond, r.CommShare, r.BytesPerStep)
+	}
+	return nil
+}
+
+// benchTrainGroup launches n ranks of bench train on dir and reads rank
+// 0's result.
+func benchTrainGroup(ctx context.Context, n int, dir string, o bench.EncodeOptions) (bench.StepRate, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return bench.StepRate{}, err
+	}
+	var out bytes.Buffer
+	args := []string{"bench", "train", "--model", dir, "--batch", strconv.Itoa(o.Batch), "--seq", strconv.Itoa(o.Seq),
+		"--threads", strconv.Itoa(o.Threads), "--time", o.Time.String()}
+	if err := torchrun.Run(ctx, torchrun.Options{NProc: n, Path: exe, Args: args, Output: &out, Grace: workerGrace}); err != nil {
+		return bench.StepRate{}, fmt.Errorf("%w\n%s", err, out.String())
+	}
+	var r bench.StepRate
+	for _, line := range strings.Split(out.String(), "\n") {
+		if _, rest, ok := strings.Cut(line, "[rank 0] "+rankResult); ok {
+			if _, err := fmt.Sscan(rest, &r.PairsPerSecond, &r.CommShare, &r.BytesPerStep); err != nil {
+				return r, fmt.Errorf("rank 0's result %q: %w", line, err)
+			}
+			return r, nil
+		}
+	}
+	return r, fmt.Errorf("rank 0 printed no result:\n%s", out.String())
 }
 
 func runBenchIndex(ctx context.Context, fs *flag.FlagSet, args []string) error {

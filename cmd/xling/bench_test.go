@@ -35,3 +35,26 @@ func TestBenchServeAgainstT2V(t *testing.T) {
 		t.Errorf("last line %q is not a positive ratio", last)
 	}
 }
+
+// TestBenchTrainParallel runs `bench train --nproc 2` briefly: one process
+// on 2 threads, then 2 ranks of a c10d group on 1 thread each, on the same
+// global batch; the gradients they exchange are the model's size.
+func TestBenchTrainParallel(t *testing.T) {
+	stdout, stderr, err := xling(t, "", "bench", "train", "--nproc", "2", "--arch", "transformer", "--size", "tiny", "--batch", "8", "--seq", "16", "--time", "600ms")
+	if err != nil {
+		t.Fatalf("xling bench train --nproc 2: %v\n%s\n%s", err, stdout, stderr)
+	}
+	t.Log(stdout)
+	m := regexp.MustCompile(`2 processes x 1 thread\(s\): +(\S+) pairs/s; collectives (\S+)% of a step, (\S+) (KiB|MiB) per rank per step`).FindStringSubmatch(stdout)
+	if m == nil {
+		t.Fatalf("no line for the 2 processes")
+	}
+	if share, _ := strconv.ParseFloat(m[2], 64); share <= 0 || share >= 100 {
+		t.Errorf("collectives take %s%% of a step", m[2])
+	}
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	last := lines[len(lines)-1]
+	if r, err := strconv.ParseFloat(strings.TrimPrefix(last, "ratio "), 64); !strings.HasPrefix(last, "ratio ") || err != nil || r <= 0 {
+		t.Errorf("last line %q is not a positive ratio", last)
+	}
+}

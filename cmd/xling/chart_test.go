@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"strings"
 	"testing"
 
+	kubeflowv1 "github.com/kubeflow/training-operator/pkg/apis/kubeflow.org/v1"
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	dto "github.com/prometheus/client_model/go"
 	appsv1 "k8s.io/api/apps/v1"
@@ -31,6 +33,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/xling-ir/xling/internal/buildbin"
+	"github.com/xling-ir/xling/internal/c10d"
 	"github.com/xling-ir/xling/internal/cli"
 	"github.com/xling-ir/xling/sidecar"
 	"github.com/xling-ir/xling/vectorizer"
@@ -72,6 +75,7 @@ type manifests struct {
 	rules        []monitoringv1.PrometheusRule
 	accounts     []corev1.ServiceAccount
 	claims       []corev1.PersistentVolumeClaim
+	pytorchJobs  []kubeflowv1.PyTorchJob
 	kinds        map[string]int
 	prometheusQL []string // every PromQL expression: rules and dashboard panels
 }
@@ -87,14 +91,18 @@ func decodeStrict[T any](t *testing.T, doc []byte, list *[]T) {
 	*list = append(*list, v)
 }
 
-// render lints the chart with the values args (-f, --set), renders it, with
-// the Prometheus Operator's API when operator is set, and decodes the result.
-func render(t *testing.T, operator bool, values ...string) *manifests {
+// operatorAPI is the Prometheus Operator's API, for render.
+var operatorAPI = []string{"monitoring.coreos.com/v1"}
+
+// render lints the chart with the values args (-f, --set), renders it as
+// for a cluster that also serves the API versions apis (e.g. operatorAPI),
+// and decodes the result.
+func render(t *testing.T, apis []string, values ...string) *manifests {
 	t.Helper()
 	helm(t, append([]string{"lint", "--strict", chartDir}, values...)...)
 	args := append([]string{"template", "xl", chartDir, "--namespace", "search"}, values...)
-	if operator {
-		args = append(args, "--api-versions", "monitoring.coreos.com/v1")
+	for _, api := range apis {
+		args = append(args, "--api-versions", api)
 	}
 	out := helm(t, args...)
 	m := &manifests{kinds: map[string]int{}}
@@ -131,6 +139,8 @@ func render(t *testing.T, operator bool, values ...string) *manifests {
 			decodeStrict(t, b, &m.accounts)
 		case "v1/PersistentVolumeClaim":
 			decodeStrict(t, b, &m.claims)
+		case "kubeflow.org/v1/PyTorchJob":
+			decodeStrict(t, b, &m.pytorchJobs)
 		default:
 			t.Fatalf("the chart renders %s %s, which the test does not know", head.APIVersion, head.Kind)
 		}
@@ -167,7 +177,7 @@ func render(t *testing.T, operator bool, values ...string) *manifests {
 }
 
 func TestChartDefaults(t *testing.T) {
-	m := render(t, false)
+	m := render(t, nil)
 	checkChart(t, m)
 	if len(m.deployments) != 1 || len(m.jobs) != 0 || len(m.monitors) != 0 {
 		t.Errorf("defaults: %d deployments, %d jobs, %d service monitors; want 1, 0, 0 (no Prometheus Operator API)", len(m.deployments), len(m.jobs), len(m.monitors))
@@ -175,7 +185,7 @@ func TestChartDefaults(t *testing.T) {
 }
 
 func TestChartEverythingOn(t *testing.T) {
-	m := render(t, true, "-f", filepath.Join(chartDir, "ci", "all-on.yaml"))
+	m := render(t, operatorAPI, "-f", filepath.Join(chartDir, "ci", "all-on.yaml"))
 	checkChart(t, m)
 	want := map[string]int{"Deployment": 2, "Service": 2, "Job": 2, "PodDisruptionBudget": 2, "HorizontalPodAutoscaler": 2,
 		"NetworkPolicy": 2, "ServiceMonitor": 1, "PrometheusRule": 1, "ConfigMap": 1, "ServiceAccount": 1}
@@ -219,7 +229,7 @@ func TestChartEverythingOn(t *testing.T) {
 }
 
 func TestChartQueryModelInOneDeployment(t *testing.T) {
-	m := render(t, false, "--set", "model.queryDir=q", "--set", "networkPolicy.enabled=false", "--set", "model.persistence.create=false")
+	m := render(t, nil, "--set", "model.queryDir=q", "--set", "networkPolicy.enabled=false", "--set", "model.persistence.create=false")
 	checkChart(t, m)
 	fs := parseContainer(t, m.deployments[0].Spec.Template.Spec.Containers[0])
 	if got := fs.Lookup("query-model").Value.String(); got != "/models/q" {
@@ -517,4 +527,117 @@ func checkMetricNames(t *testing.T, exprs []string) {
 	if len(exprs) > 0 && seen == 0 {
 		t.Errorf("no metric names found in %d expressions", len(exprs))
 	}
+}
+
+// TestChartDistributedTraining renders both forms of a 3-rank training run:
+// a Kubeflow PyTorchJob where the cluster serves it, else an Indexed Job
+// with a headless Service. Either way every rank must get exactly the
+// variables xling train reads (c10d.Env), rank 0 must be reachable where
+// MASTER_ADDR and MASTER_PORT say, and the train flags must parse.
+func TestChartDistributedTraining(t *testing.T) {
+	values := []string{"--set", "train.enabled=true", "--set", "data.existingClaim=data", "--set", "train.distributed.workers=3"}
+	checkTrainFlags := func(c corev1.Container) {
+		fs := parseContainer(t, c)
+		if got := fs.Lookup("dist-timeout").Value.String(); got != "10m0s" {
+			t.Errorf("%s: --dist-timeout %s, want the chart's 10m", c.Name, got)
+		}
+		if got := fs.Lookup("nproc").Value.String(); got != "1" {
+			t.Errorf("%s: --nproc %s: a pod is one rank, the launcher is the cluster", c.Name, got)
+		}
+	}
+
+	// With the training operator's API: one PyTorchJob.
+	m := render(t, []string{"kubeflow.org/v1/PyTorchJob"}, values...)
+	if len(m.pytorchJobs) != 1 || len(m.jobs) != 0 {
+		t.Fatalf("with kubeflow.org/v1: %d PyTorchJobs and %d Jobs, want 1 and 0", len(m.pytorchJobs), len(m.jobs))
+	}
+	job := m.pytorchJobs[0]
+	ranks := int32(0)
+	for role, spec := range job.Spec.PyTorchReplicaSpecs {
+		ranks += *spec.Replicas
+		pod := spec.Template.Spec
+		checkSecurity(t, "PyTorchJob "+string(role), pod)
+		c := pod.Containers[0]
+		// The operator finds its container by this name and reads
+		// MASTER_PORT from the port of this name.
+		if c.Name != kubeflowv1.PyTorchJobDefaultContainerName {
+			t.Errorf("%s: container %q, the operator wants %q", role, c.Name, kubeflowv1.PyTorchJobDefaultContainerName)
+		}
+		if len(c.Ports) != 1 || c.Ports[0].Name != kubeflowv1.PyTorchJobDefaultPortName || c.Ports[0].ContainerPort != 29500 {
+			t.Errorf("%s: ports %+v, want %s 29500", role, c.Ports, kubeflowv1.PyTorchJobDefaultPortName)
+		}
+		for _, e := range c.Env {
+			if slices.Contains(c10d.Env, e.Name) {
+				t.Errorf("%s sets %s itself: the operator sets torchrun's variables", role, e.Name)
+			}
+		}
+		checkTrainFlags(c)
+	}
+	if master := job.Spec.PyTorchReplicaSpecs[kubeflowv1.PyTorchJobReplicaTypeMaster]; master == nil || *master.Replicas != 1 || ranks != 3 {
+		t.Errorf("PyTorchJob: %d ranks with master %+v, want 3 with one master", ranks, master)
+	}
+	// What the operator sets, for a PyTorchJob without elastic policy
+	// (training-operator v1.8, pkg/controller.v1/pytorch/envvar.go): xling
+	// must read every one, and needs nothing else (LOCAL_RANK defaults to
+	// RANK).
+	operatorSets := map[string]string{"MASTER_ADDR": "xl-xling-train-master-0", "MASTER_PORT": "29500", "WORLD_SIZE": "3", "RANK": "1"}
+	cfg, ok, err := c10d.FromEnv(func(k string) string { return operatorSets[k] })
+	if err != nil || !ok || cfg.WorldSize != 3 || cfg.Rank != 1 || cfg.LocalRank != 1 || cfg.MasterAddr != "xl-xling-train-master-0" || cfg.MasterPort != 29500 {
+		t.Errorf("the operator's variables read as %+v, %v, %v", cfg, ok, err)
+	}
+
+	// Without it: an Indexed Job and a headless Service.
+	m = render(t, nil, values...)
+	if len(m.jobs) != 1 || len(m.pytorchJobs) != 0 {
+		t.Fatalf("without kubeflow.org/v1: %d Jobs and %d PyTorchJobs, want 1 and 0", len(m.jobs), len(m.pytorchJobs))
+	}
+	j := m.jobs[0]
+	if j.Spec.CompletionMode == nil || *j.Spec.CompletionMode != batchv1.IndexedCompletion || *j.Spec.Completions != 3 || *j.Spec.Parallelism != 3 {
+		t.Fatalf("Job %s: completion mode %v, completions %v, parallelism %v; want Indexed, 3, 3", j.Name, j.Spec.CompletionMode, j.Spec.Completions, j.Spec.Parallelism)
+	}
+	pod := j.Spec.Template
+	c := pod.Spec.Containers[0]
+	checkTrainFlags(c)
+	env := map[string]corev1.EnvVar{}
+	for _, e := range c.Env {
+		if slices.Contains(c10d.Env, e.Name) {
+			env[e.Name] = e
+		}
+	}
+	if len(env) != len(c10d.Env) {
+		t.Errorf("the Indexed Job sets %v of torchrun's variables; xling train reads %v", slices.Collect(maps.Keys(env)), c10d.Env)
+	}
+	if r := env["RANK"].ValueFrom; r == nil || r.FieldRef == nil || r.FieldRef.FieldPath != "metadata.annotations['batch.kubernetes.io/job-completion-index']" {
+		t.Errorf("RANK must be the pod's completion index, got %+v", env["RANK"])
+	}
+	// Rank 0 is pod <job>-0, found through the headless Service as
+	// <job>-0.<subdomain>, listening on the port MASTER_PORT names.
+	var svc *corev1.Service
+	for i := range m.services {
+		if m.services[i].Name == pod.Spec.Subdomain {
+			svc = &m.services[i]
+		}
+	}
+	if svc == nil || svc.Spec.ClusterIP != corev1.ClusterIPNone || !svc.Spec.PublishNotReadyAddresses {
+		t.Fatalf("no headless Service publishing unready pods named by the pods' subdomain %q: %+v", pod.Spec.Subdomain, svc)
+	}
+	if sel := labels.SelectorFromSet(svc.Spec.Selector); !sel.Matches(labels.Set(pod.Labels)) {
+		t.Errorf("Service %s does not select the training pods", svc.Name)
+	}
+	if want := j.Name + "-0." + svc.Name; env["MASTER_ADDR"].Value != want {
+		t.Errorf("MASTER_ADDR %q, want %q (pod 0 of the Indexed Job)", env["MASTER_ADDR"].Value, want)
+	}
+	fromEnv := map[string]string{}
+	for k, e := range env {
+		fromEnv[k] = e.Value
+	}
+	fromEnv["RANK"] = "2"
+	cfg, ok, err = c10d.FromEnv(func(k string) string { return fromEnv[k] })
+	if err != nil || !ok || cfg.WorldSize != 3 || cfg.Rank != 2 {
+		t.Errorf("the Indexed Job's variables read as %+v, %v, %v", cfg, ok, err)
+	}
+	if p := c.Ports; len(p) != 1 || int(p[0].ContainerPort) != cfg.MasterPort || svc.Spec.Ports[0].TargetPort.StrVal != p[0].Name {
+		t.Errorf("rank 0 listens on %+v, MASTER_PORT is %d, the Service targets %v", p, cfg.MasterPort, svc.Spec.Ports[0].TargetPort)
+	}
+	checkSecurity(t, "Job "+j.Name, pod.Spec)
 }

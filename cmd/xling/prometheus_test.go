@@ -89,7 +89,7 @@ func writeRules(t *testing.T, m *manifests, path string) {
 func TestAlertRules(t *testing.T) {
 	promtool := prometheusTool(t, "promtool")
 	dir := t.TempDir()
-	writeRules(t, render(t, true), filepath.Join(dir, "rules.yml"))
+	writeRules(t, render(t, operatorAPI), filepath.Join(dir, "rules.yml"))
 	tests, err := os.ReadFile("testdata/sidecar_alerts_test.yml")
 	if err != nil {
 		t.Fatal(err)
@@ -116,7 +116,7 @@ func TestAlertRules(t *testing.T) {
 // returns data, and that no alert fires.
 func TestPrometheusScrapesTheSidecar(t *testing.T) {
 	prometheus := prometheusTool(t, "prometheus")
-	m := render(t, true)
+	m := render(t, operatorAPI)
 	dir := t.TempDir()
 	writeRules(t, m, filepath.Join(dir, "rules.yml"))
 

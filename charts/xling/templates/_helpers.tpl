@@ -115,10 +115,73 @@ env:
     valueFrom:
       secretKeyRef: {name: {{ . }}, key: api-key}
 {{- end }}
+{{- with .env }}
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 volumeMounts:
   - {name: tmp, mountPath: /tmp}
   - {name: models, mountPath: {{ .root.Values.model.mountPath }}, readOnly: {{ .readOnlyModels }}}
 {{- if .data }}
   - {name: data, mountPath: {{ .root.Values.data.mountPath }}, readOnly: true}
 {{- end }}
+{{- end }}
+
+{{/*
+The training pod: xling prepare (init container), then xling train, which
+checkpoints into the model volume and resumes when restarted. Arguments:
+root, train (.Values.train), container (its name), and for a distributed
+run port (the rendezvous port's name), env (torchrun's variables, where no
+operator sets them) and subdomain (the headless Service).
+*/}}
+{{- define "xling.trainPod" -}}
+{{- $root := .root }}
+{{- $t := .train }}
+{{- $mp := $root.Values.model.mountPath }}
+{{- $dp := $root.Values.data.mountPath -}}
+metadata:
+  labels:
+    {{- include "xling.selectorLabels" (dict "root" $root "component" "train") | nindent 4 }}
+spec:
+  {{- include "xling.podSecurity" $root | nindent 2 }}
+  {{- with .subdomain }}
+  subdomain: {{ . }}
+  {{- end }}
+  # OnFailure restarts the container in the same pod; --resume then
+  # continues from the last checkpoint on the model volume.
+  restartPolicy: OnFailure
+  initContainers:
+    - name: prepare
+      {{- include "xling.container" (dict "root" $root "readOnlyModels" true "data" true) | nindent 6 }}
+      args:
+        - prepare
+        - --out=/tmp/pairs
+        {{- range $t.sources }}
+        - {{ printf "%s/%s" $dp . }}
+        {{- end }}
+  containers:
+    - name: {{ .container }}
+      {{- include "xling.container" (dict "root" $root "readOnlyModels" false "data" true "env" .env) | nindent 6 }}
+      args:
+        - train
+        - --data=/tmp/pairs
+        - --out={{ $mp }}/{{ $t.out }}
+        - --resume
+        - --batch-mode={{ $t.batchMode }}
+        - --alpha={{ $t.alpha }}
+        - --batch-size={{ $t.batchSize }}
+        - --steps={{ $t.steps }}
+        - --lr={{ $t.lr }}
+        - --size={{ $t.size }}
+        - --seed={{ $t.seed }}
+        - --threads={{ $t.threads }}
+        {{- if .port }}
+        - --dist-timeout={{ $t.distributed.timeout }}
+      ports:
+        - {name: {{ .port }}, containerPort: {{ $t.distributed.port }}, protocol: TCP}
+        {{- end }}
+      resources:
+        {{- toYaml $t.resources | nindent 8 }}
+  volumes:
+    {{- include "xling.volumes" $root | nindent 4 }}
+    {{- include "xling.dataVolume" $root | nindent 4 }}
 {{- end }}
