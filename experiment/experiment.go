@@ -127,7 +127,9 @@ func Run(ctx context.Context, cfg Config, budget string, opts Options) (*Report,
 	}
 	defer db.Close()
 	ev := &evaluator{study: s, importer: func(class string) *indexer.Importer {
-		return &indexer.Importer{Client: db.Client, Class: class, Logger: s.log, Progress: opts.Progress}
+		im := db.Importer(class)
+		im.Logger, im.Progress = s.log, opts.Progress
+		return im
 	}, search: db.Search}
 
 	// The report is rewritten after every seed of every direction, so that

@@ -16,7 +16,14 @@ type DB struct {
 	Search  *Searcher
 	Version string
 	URL     string
+	Cluster Cluster // for the importers the caller makes (see Importer)
 	server  *localweaviate.Server
+}
+
+// Importer returns an importer into class on this database, with its
+// cluster settings.
+func (db *DB) Importer(class string) *Importer {
+	return &Importer{Client: db.Client, Class: class, Cluster: db.Cluster}
 }
 
 // Open connects to c and checks that Weaviate answers, so that a server
@@ -30,9 +37,9 @@ func Open(ctx context.Context, c Connection, local localweaviate.Options) (*DB, 
 			return nil, err
 		}
 		db.server = srv
-		c = Connection{URL: srv.URL(), GRPC: srv.GRPCHost}
+		c = Connection{URL: srv.URL(), GRPC: srv.GRPCHost, Cluster: c.Cluster}
 	}
-	db.URL = c.URL
+	db.URL, db.Cluster = c.URL, c.Cluster
 	fail := func(err error) (*DB, error) {
 		db.Close()
 		return nil, err

@@ -75,9 +75,29 @@ func Texts(docs []Doc) []string {
 
 // Connection says how to reach Weaviate.
 type Connection struct {
-	URL    string // http://host:port
-	GRPC   string // host:port of the gRPC API; empty means the REST port's host with port 50051
-	APIKey string // for secured instances
+	URL     string // http://host:port
+	GRPC    string // host:port of the gRPC API; empty means the REST port's host with port 50051
+	APIKey  string // for secured instances
+	Cluster Cluster
+}
+
+// Cluster says how collections are laid out on a Weaviate cluster and how
+// many replicas must answer; the zero value keeps Weaviate's defaults.
+type Cluster struct {
+	// Shards and Replication shape the collections xling creates: 0 leaves
+	// Weaviate's defaults (a shard per node, one copy of each).
+	Shards, Replication int
+	// Consistency is how many replicas must acknowledge a write or agree
+	// on a read: ONE, QUORUM or ALL; "" leaves Weaviate's default (QUORUM).
+	Consistency string
+}
+
+// Check fails on values Weaviate would refuse, naming them.
+func (c Cluster) Check() error {
+	if c.Shards < 0 || c.Replication < 0 {
+		return fmt.Errorf("shards %d, replication %d: want 0 (Weaviate's default) or more", c.Shards, c.Replication)
+	}
+	return CheckConsistency(c.Consistency)
 }
 
 // Connect builds a client that imports over gRPC.
@@ -109,6 +129,9 @@ type Importer struct {
 	Backoff   time.Duration // first retry delay, doubled each time; 0 means 500 ms
 	Logger    *slog.Logger
 	Progress  io.Writer // a progress line per batch, if set
+	// Cluster shapes the collection EnsureCollection creates and says how
+	// many replicas must acknowledge each object.
+	Cluster Cluster
 }
 
 // Schema says how the collection is built.
@@ -164,6 +187,12 @@ func (im *Importer) EnsureCollection(ctx context.Context, s Schema) error {
 			{Name: "source", DataType: []string{"text"}, Tokenization: "field", ModuleConfig: skip},
 			{Name: "key", DataType: []string{"int"}, ModuleConfig: skip},
 		},
+	}
+	if n := im.Cluster.Shards; n > 0 {
+		class.ShardingConfig = map[string]any{"desiredCount": n}
+	}
+	if n := im.Cluster.Replication; n > 0 {
+		class.ReplicationConfig = &models.ReplicationConfig{Factor: int64(n)}
 	}
 	if err := im.Client.Schema().ClassCreator().WithClass(class).Do(ctx); err != nil {
 		return fmt.Errorf("weaviate: create collection %s: %w", im.Class, err)
@@ -245,7 +274,11 @@ func (im *Importer) Import(ctx context.Context, docs []Doc, vectors [][]float32)
 }
 
 func (im *Importer) batch(ctx context.Context, objs []*models.Object) error {
-	resp, err := im.Client.Batch().ObjectsBatcher().WithObjects(objs...).Do(ctx)
+	b := im.Client.Batch().ObjectsBatcher().WithObjects(objs...)
+	if c := im.Cluster.Consistency; c != "" {
+		b = b.WithConsistencyLevel(c)
+	}
+	resp, err := b.Do(ctx)
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 
 	pb "github.com/weaviate/weaviate/grpc/generated/protocol/v1"
@@ -23,6 +24,20 @@ type Searcher struct {
 	conn   *grpc.ClientConn
 	client pb.WeaviateClient
 	apiKey string
+	// Consistency is how many replicas must agree on a search's objects:
+	// ONE, QUORUM or ALL; "" leaves Weaviate's default (QUORUM).
+	Consistency string
+}
+
+// ConsistencyLevels are the levels Weaviate knows, for flags to check.
+var ConsistencyLevels = []string{"ONE", "QUORUM", "ALL"}
+
+// CheckConsistency fails on a level Weaviate does not know.
+func CheckConsistency(level string) error {
+	if level == "" || slices.Contains(ConsistencyLevels, level) {
+		return nil
+	}
+	return fmt.Errorf("consistency level %q: want one of %s", level, strings.Join(ConsistencyLevels, ", "))
 }
 
 // Hit is one search result: the object's id and its similarity (1 -
@@ -60,7 +75,7 @@ func DialSearch(c Connection) (*Searcher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("weaviate gRPC at %s: %w", host, err)
 	}
-	return &Searcher{conn: conn, client: pb.NewWeaviateClient(conn), apiKey: c.APIKey}, nil
+	return &Searcher{conn: conn, client: pb.NewWeaviateClient(conn), apiKey: c.APIKey, Consistency: c.Cluster.Consistency}, nil
 }
 
 // grpcHost is c.GRPC, or the REST host with Weaviate's default gRPC port.
@@ -99,6 +114,10 @@ func (s *Searcher) Search(ctx context.Context, q Query) ([]Hit, error) {
 	}
 	if f := langFilter(q.Langs); f != nil {
 		req.Filters = f
+	}
+	if s.Consistency != "" {
+		level := pb.ConsistencyLevel(pb.ConsistencyLevel_value["CONSISTENCY_LEVEL_"+s.Consistency])
+		req.ConsistencyLevel = &level
 	}
 	if s.apiKey != "" {
 		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+s.apiKey)

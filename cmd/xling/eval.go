@@ -47,6 +47,9 @@ func runEval(ctx context.Context, fs *flag.FlagSet, args []string) error {
 		return err
 	}
 	defer db.Close()
+	if err := db.CheckReplicas(ctx, class); err != nil {
+		return err
+	}
 	var reports []*eval.Report
 	evaluate := func(method eval.Method, vecs [][]float32) error {
 		log.Info("evaluating in weaviate", "method", method, "questions", len(ds.Questions), "collection", class)

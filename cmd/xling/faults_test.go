@@ -75,6 +75,19 @@ func runKilledOn(t *testing.T, marker string, args ...string) (killed bool, stde
 // which kill is true.
 func runKilledWhen(t *testing.T, kill func(line string) bool, args ...string) (killed bool, stderr string) {
 	t.Helper()
+	stderr, killed, err := runActing(t, args, kill, func(cmd *exec.Cmd) { cmd.Process.Signal(syscall.SIGKILL) })
+	if !killed && err != nil {
+		t.Fatalf("xling %v: %v\n%s", args, err, stderr)
+	}
+	return killed, stderr
+}
+
+// runActing runs xling with args and calls act once, at the first line of
+// its stderr (split at newlines and carriage returns, which end progress
+// lines) for which when is true. It returns the stderr, whether act ran,
+// and how xling exited.
+func runActing(t *testing.T, args []string, when func(line string) bool, act func(*exec.Cmd)) (stderr string, acted bool, err error) {
+	t.Helper()
 	xling(t, "", "version") // builds the binary
 	cmd := exec.Command(libtorchBuild.path, args...)
 	pipe, err := cmd.StderrPipe()
@@ -86,17 +99,26 @@ func runKilledWhen(t *testing.T, kill func(line string) bool, args ...string) (k
 	}
 	var log bytes.Buffer
 	sc := bufio.NewScanner(pipe)
+	sc.Split(splitLinesOrCR)
 	for sc.Scan() {
 		log.WriteString(sc.Text() + "\n")
-		if !killed && kill(sc.Text()) {
-			cmd.Process.Signal(syscall.SIGKILL)
-			killed = true
+		if !acted && when(sc.Text()) {
+			act(cmd)
+			acted = true
 		}
 	}
-	if err := cmd.Wait(); !killed && err != nil {
-		t.Fatalf("xling %v: %v\n%s", args, err, log.String())
+	err = cmd.Wait()
+	return log.String(), acted, err
+}
+
+func splitLinesOrCR(data []byte, atEOF bool) (int, []byte, error) {
+	if i := bytes.IndexAny(data, "\r\n"); i >= 0 {
+		return i + 1, data[:i], nil
 	}
-	return killed, log.String()
+	if atEOF && len(data) > 0 {
+		return len(data), data, nil
+	}
+	return 0, nil, nil
 }
 
 // jsonLines reads a JSON-lines log as maps.

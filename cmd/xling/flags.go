@@ -22,19 +22,28 @@ const localWeaviate = "local"
 type weaviateFlags struct {
 	url, grpc *string
 	apiKey    func() (string, error)
+	cluster   *indexer.Cluster
 }
 
 func addWeaviateFlags(fs *flag.FlagSet) weaviateFlags {
+	c := &indexer.Cluster{}
+	fs.IntVar(&c.Shards, "shards", 0, "shards of each collection xling creates; 0 means Weaviate's default, one per node (env XLING_WEAVIATE_SHARDS)")
+	fs.IntVar(&c.Replication, "replication", 0, "copies of each shard (Weaviate's replication factor); 0 means Weaviate's default, 1 (env XLING_WEAVIATE_REPLICATION)")
+	fs.StringVar(&c.Consistency, "consistency", "", "replicas that must acknowledge an import and agree on a search: ONE, QUORUM or ALL; empty means Weaviate's default, QUORUM (env XLING_WEAVIATE_CONSISTENCY)")
 	return weaviateFlags{
-		url:    fs.String("weaviate", "http://localhost:8080", "Weaviate REST URL; "+localWeaviate+" starts one on loopback (experiment, bench index) (env XLING_WEAVIATE_URL)"),
-		grpc:   fs.String("grpc", "", "Weaviate gRPC host:port; empty means the REST host, port 50051 (env XLING_WEAVIATE_GRPC)"),
-		apiKey: cli.APIKey(fs, "XLING_WEAVIATE_API_KEY"),
+		url:     fs.String("weaviate", "http://localhost:8080", "Weaviate REST URL; "+localWeaviate+" starts one on loopback (experiment, bench index) (env XLING_WEAVIATE_URL)"),
+		grpc:    fs.String("grpc", "", "Weaviate gRPC host:port; empty means the REST host, port 50051 (env XLING_WEAVIATE_GRPC)"),
+		apiKey:  cli.APIKey(fs, "XLING_WEAVIATE_API_KEY"),
+		cluster: c,
 	}
 }
 
 // connection returns where Weaviate is. With canStart, --weaviate local
 // gives an empty URL, which the packages read as "start one".
 func (w weaviateFlags) connection(canStart bool) (indexer.Connection, error) {
+	if err := w.cluster.Check(); err != nil {
+		return indexer.Connection{}, fmt.Errorf("%w: %v", cli.ErrUsage, err)
+	}
 	if *w.url == localWeaviate {
 		if !canStart {
 			return indexer.Connection{}, fmt.Errorf("%w: --weaviate %s: this command needs a running Weaviate (only experiment and bench index start one)", cli.ErrUsage, localWeaviate)
@@ -42,13 +51,13 @@ func (w weaviateFlags) connection(canStart bool) (indexer.Connection, error) {
 		if *w.grpc != "" {
 			return indexer.Connection{}, fmt.Errorf("%w: --grpc names a running Weaviate; it does not go with --weaviate %s", cli.ErrUsage, localWeaviate)
 		}
-		return indexer.Connection{}, nil
+		return indexer.Connection{Cluster: *w.cluster}, nil
 	}
 	if *w.url == "" {
 		return indexer.Connection{}, fmt.Errorf("%w: --weaviate is empty (give a URL, or %s)", cli.ErrUsage, localWeaviate)
 	}
 	key, err := w.apiKey()
-	return indexer.Connection{URL: *w.url, GRPC: *w.grpc, APIKey: key}, err
+	return indexer.Connection{URL: *w.url, GRPC: *w.grpc, APIKey: key, Cluster: *w.cluster}, err
 }
 
 // modelFlags name a model directory and the libtorch threads that run it.

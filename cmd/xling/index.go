@@ -84,7 +84,6 @@ func runIndex(ctx context.Context, fs *flag.FlagSet, args []string) error {
 		return err
 	}
 	defer db.Close()
-	client := db.Client
 	docs := indexer.Docs(ds, mode)
 	var vecs [][]float32
 	schema := indexer.Schema{Vectorizer: "none", Index: *index}
@@ -108,7 +107,11 @@ func runIndex(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	default:
 		return fmt.Errorf("%w: --vectors %q (want self or weaviate)", cli.ErrUsage, *vectors)
 	}
-	im := &indexer.Importer{Client: client, Class: class, Logger: log, Progress: os.Stderr}
+	im := db.Importer(class)
+	im.Logger, im.Progress = log, os.Stderr
+	if err := db.CheckReplicas(ctx, class); err != nil {
+		return err
+	}
 	if err := im.EnsureCollection(ctx, schema); err != nil {
 		return err
 	}

@@ -55,7 +55,8 @@ func runMIRACL(ctx context.Context, fs *flag.FlagSet, args []string) error {
 		passages = func(texts []string) ([][]float32, error) { return v.Encode(ctx, texts, vectorizer.Passage) }
 		queries = func(texts []string) ([][]float32, error) { return v.Encode(ctx, texts, vectorizer.Query) }
 	}
-	im := &indexer.Importer{Client: db.Client, Class: *class, Logger: log}
+	im := db.Importer(*class)
+	im.Logger = log
 	rep, runs, err := m.Run(ctx, im, db.Search, passages, queries, true)
 	if err != nil {
 		return err

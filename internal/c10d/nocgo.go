@@ -28,6 +28,7 @@ func (g *Group) Barrier(string) error                               { return err
 func (g *Group) Progress(int)                                       {}
 func (g *Group) Fail(error)                                         {}
 func (g *Group) SumFloat32(string, []float32) error                 { return errNoCgo }
+func (g *Group) SumFloat64(string, []float64) error                 { return errNoCgo }
 func (g *Group) BroadcastFloat32(string, []float32, int) error      { return errNoCgo }
 func (g *Group) BroadcastBytes(string, []byte, int) ([]byte, error) { return nil, errNoCgo }
 func (g *Group) GatherFloat32(string, []float32, int) ([]float32, []int, error) {

@@ -64,19 +64,26 @@ var ErrNoBinary = buildbin.ErrNotFound
 // `make weaviate` puts it), then $PATH.
 func FindBinary() (string, error) { return buildbin.Find("weaviate-server", BinaryEnv, "weaviate") }
 
-// Start launches a single-node Weaviate on loopback and waits until it is
-// ready. The caller must Stop it.
-func Start(ctx context.Context, opts Options) (*Server, error) {
+// resolve returns the logger and the server binary opts name, or their
+// defaults.
+func (opts Options) resolve() (*slog.Logger, string, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	bin := opts.Binary
-	if bin == "" {
-		var err error
-		if bin, err = FindBinary(); err != nil {
-			return nil, err
-		}
+	if opts.Binary != "" {
+		return log, opts.Binary, nil
+	}
+	bin, err := FindBinary()
+	return log, bin, err
+}
+
+// Start launches a single-node Weaviate on loopback and waits until it is
+// ready. The caller must Stop it.
+func Start(ctx context.Context, opts Options) (*Server, error) {
+	log, bin, err := opts.resolve()
+	if err != nil {
+		return nil, err
 	}
 	if opts.Port != 0 {
 		if err := portFree(opts.Port); err != nil {
@@ -93,58 +100,10 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if httpPort == 0 {
 		httpPort = ports[6]
 	}
-	s := &Server{
-		Host:     net.JoinHostPort("127.0.0.1", strconv.Itoa(httpPort)),
-		GRPCHost: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])),
-		DataDir:  opts.DataDir,
-		log:      &tailBuffer{max: 64 << 10},
-		exited:   make(chan struct{}),
-	}
-	if s.DataDir == "" {
-		if s.DataDir, err = os.MkdirTemp("", "xling-weaviate-"); err != nil {
-			return nil, fmt.Errorf("weaviate data directory: %w", err)
-		}
-		s.ownsData = true
-	}
-
-	env := map[string]string{
-		"AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED": "true",
-		"PERSISTENCE_DATA_PATH":                   s.DataDir,
-		"DISABLE_TELEMETRY":                       "true",
-		"CLUSTER_HOSTNAME":                        "node1",
-		"CLUSTER_BIND_ADDR":                       "127.0.0.1",
-		"CLUSTER_ADVERTISE_ADDR":                  "127.0.0.1",
-		"RAFT_BOOTSTRAP_EXPECT":                   "1",
-		"RAFT_TIMEOUTS_MULTIPLIER":                "1",
-		"API_BASED_MODULES_DISABLED":              "true",
-		"DEFAULT_VECTORIZER_MODULE":               "none",
-		"ENABLE_MODULES":                          strings.Join(opts.Modules, ","),
-		"GRPC_PORT":                               strconv.Itoa(ports[0]),
-		"CLUSTER_GOSSIP_BIND_PORT":                strconv.Itoa(ports[1]),
-		"CLUSTER_DATA_BIND_PORT":                  strconv.Itoa(ports[2]),
-		"RAFT_PORT":                               strconv.Itoa(ports[3]),
-		"RAFT_INTERNAL_RPC_PORT":                  strconv.Itoa(ports[4]),
-		"GO_PROFILING_PORT":                       strconv.Itoa(ports[5]),
-		"PROMETHEUS_MONITORING_PORT":              "0",
-		"LOG_LEVEL":                               "warning",
-		// BM25 through BlockMax WAND gave different (and far worse) results
-		// for the same query on freshly imported, filtered data in about one
-		// run of three here (cf. weaviate#8704, #7640); the classic WAND
-		// path is exact.
-		"USE_BLOCKMAX_WAND": "false",
-	}
-	for k, v := range opts.Env {
-		env[k] = v
-	}
-	s.bin = bin
-	s.args = []string{"--scheme", "http", "--host", "127.0.0.1", "--port", strconv.Itoa(httpPort)}
-	s.env = os.Environ()
-	for k, v := range env {
-		s.env = append(s.env, k+"="+v)
-	}
-	s.timeout = opts.StartTimeout
-	if s.timeout == 0 {
-		s.timeout = 2 * time.Minute
+	np := nodePorts{http: httpPort, grpc: ports[0], gossip: ports[1], data: ports[2], raft: ports[3], raftRPC: ports[4], pprof: ports[5]}
+	s, err := newNode(opts, bin, np, map[string]string{"CLUSTER_HOSTNAME": "node1", "RAFT_BOOTSTRAP_EXPECT": "1"})
+	if err != nil {
+		return nil, err
 	}
 	if err := s.launch(ctx, log); err != nil {
 		_ = s.Stop()
@@ -153,8 +112,83 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	return s, nil
 }
 
+// nodePorts are the ports one node listens on.
+type nodePorts struct{ http, grpc, gossip, data, raft, raftRPC, pprof int }
+
+// newNode prepares a server on ports with its data directory; node holds
+// the variables that place it in a cluster.
+func newNode(opts Options, bin string, p nodePorts, node map[string]string) (*Server, error) {
+	s := &Server{
+		Host:     net.JoinHostPort("127.0.0.1", strconv.Itoa(p.http)),
+		GRPCHost: net.JoinHostPort("127.0.0.1", strconv.Itoa(p.grpc)),
+		DataDir:  opts.DataDir,
+		log:      &tailBuffer{max: 64 << 10},
+		exited:   make(chan struct{}),
+	}
+	if s.DataDir == "" {
+		var err error
+		if s.DataDir, err = os.MkdirTemp("", "xling-weaviate-"); err != nil {
+			return nil, fmt.Errorf("weaviate data directory: %w", err)
+		}
+		s.ownsData = true
+	}
+	env := map[string]string{
+		"AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED": "true",
+		"PERSISTENCE_DATA_PATH":                   s.DataDir,
+		"DISABLE_TELEMETRY":                       "true",
+		"CLUSTER_BIND_ADDR":                       "127.0.0.1",
+		"CLUSTER_ADVERTISE_ADDR":                  "127.0.0.1",
+		"RAFT_TIMEOUTS_MULTIPLIER":                "1",
+		"API_BASED_MODULES_DISABLED":              "true",
+		"DEFAULT_VECTORIZER_MODULE":               "none",
+		"ENABLE_MODULES":                          strings.Join(opts.Modules, ","),
+		"GRPC_PORT":                               strconv.Itoa(p.grpc),
+		"CLUSTER_GOSSIP_BIND_PORT":                strconv.Itoa(p.gossip),
+		"CLUSTER_DATA_BIND_PORT":                  strconv.Itoa(p.data),
+		"RAFT_PORT":                               strconv.Itoa(p.raft),
+		"RAFT_INTERNAL_RPC_PORT":                  strconv.Itoa(p.raftRPC),
+		"GO_PROFILING_PORT":                       strconv.Itoa(p.pprof),
+		"PROMETHEUS_MONITORING_PORT":              "0",
+		"LOG_LEVEL":                               "warning",
+		// BM25 through BlockMax WAND gave different (and far worse) results
+		// for the same query on freshly imported, filtered data in about one
+		// run of three here (cf. weaviate#8704, #7640); the classic WAND
+		// path is exact.
+		"USE_BLOCKMAX_WAND": "false",
+	}
+	for k, v := range node {
+		env[k] = v
+	}
+	for k, v := range opts.Env {
+		env[k] = v
+	}
+	s.bin = bin
+	s.args = []string{"--scheme", "http", "--host", "127.0.0.1", "--port", strconv.Itoa(p.http)}
+	s.env = os.Environ()
+	for k, v := range env {
+		s.env = append(s.env, k+"="+v)
+	}
+	s.timeout = opts.StartTimeout
+	if s.timeout == 0 {
+		s.timeout = 2 * time.Minute
+	}
+	return s, nil
+}
+
 // launch starts the process and waits until it is ready.
 func (s *Server) launch(ctx context.Context, log *slog.Logger) error {
+	if err := s.spawn(log); err != nil {
+		return err
+	}
+	if err := s.waitReady(ctx, s.timeout); err != nil {
+		return err
+	}
+	log.Info("weaviate ready", "url", s.URL())
+	return nil
+}
+
+// spawn starts the process without waiting for it.
+func (s *Server) spawn(log *slog.Logger) error {
 	cmd := exec.Command(s.bin, s.args...)
 	cmd.Env = s.env
 	cmd.Stdout, cmd.Stderr = s.log, s.log
@@ -175,10 +209,6 @@ func (s *Server) launch(ctx context.Context, log *slog.Logger) error {
 	s.exited = exited
 	go func() { s.waitErr = cmd.Wait(); close(exited) }()
 	log.Info("weaviate starting", "url", s.URL(), "grpc", s.GRPCHost, "data", s.DataDir)
-	if err := s.waitReady(ctx, s.timeout); err != nil {
-		return err
-	}
-	log.Info("weaviate ready", "url", s.URL())
 	return nil
 }
 
@@ -217,6 +247,16 @@ func (s *Server) Restart(ctx context.Context) error {
 		return err
 	}
 	return s.launch(ctx, slog.New(slog.DiscardHandler))
+}
+
+// Kill stops the server as a crash would (SIGKILL, no shutdown); Restart
+// brings it back on the same ports and data.
+func (s *Server) Kill() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+	<-s.exited
 }
 
 // terminate sends SIGTERM and waits, killing the process group after 15 s.
