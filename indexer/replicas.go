@@ -58,12 +58,16 @@ func (db *DB) CheckReplicas(ctx context.Context, class string) error {
 	if err != nil {
 		return failed(err)
 	}
-	var down []string
+	var report []string // what Weaviate says of each node it knows
 	healthy := 0
 	holders := map[string]int{}
 	for _, n := range st.Nodes {
-		if n.Status == nil || *n.Status != models.NodeStatusStatusHEALTHY {
-			down = append(down, n.Name)
+		status := "without a status"
+		if n.Status != nil {
+			status = *n.Status
+		}
+		report = append(report, n.Name+" "+status)
+		if status != models.NodeStatusStatusHEALTHY {
 			continue
 		}
 		healthy++
@@ -73,10 +77,10 @@ func (db *DB) CheckReplicas(ctx context.Context, class string) error {
 			}
 		}
 	}
-	slices.Sort(down)
+	slices.Sort(report)
 	fail := func(what string, have int) error {
-		return fmt.Errorf("weaviate: consistency %s needs %d of the %d replicas of each shard of %s, but %s %d on healthy nodes (down: %s): start those nodes, or lower --consistency",
-			level, need, factor, class, what, have, strings.Join(down, ", "))
+		return fmt.Errorf("weaviate: consistency %s needs %d of the %d replicas of each shard of %s, but %s %d on healthy nodes (Weaviate reports %s): start the nodes that are down, or lower --consistency",
+			level, need, factor, class, what, have, strings.Join(report, ", "))
 	}
 	if !exists {
 		if healthy < need {
