@@ -289,8 +289,9 @@ type alphaPoint struct {
 }
 
 // alphaGrid places the hybrid models by alpha, with cross-lingual batches
-// at 0 and monolingual (x-x) batches at 1, as the paper draws them; "size"
-// has no fixed place and is left out.
+// at 0 and monolingual batches (mono: every batch one language, which is
+// what hybrid draws with probability alpha) at 1; "size" has no fixed
+// place and is left out.
 func (r *Report) alphaGrid(d DirectionResult) []alphaPoint {
 	var pts []alphaPoint
 	add := func(alpha float64, method string) {
@@ -304,7 +305,7 @@ func (r *Report) alphaGrid(d DirectionResult) []alphaPoint {
 			add(a, m.Name)
 		}
 	}
-	add(1, string(trainer.ModeXX))
+	add(1, string(trainer.ModeMono))
 	sort.SliceStable(pts, func(i, j int) bool { return pts[i].Alpha < pts[j].Alpha })
 	return pts
 }
@@ -349,8 +350,17 @@ func (r *Report) alphaText(d DirectionResult) string {
 	} else {
 		b.WriteString(" That does not agree with the paper: the best alpha lies outside 0.4–0.6.")
 	}
-	if len(r.Config.Seeds) < 3 {
+	if n := len(r.Config.Seeds); n == 1 {
 		b.WriteString(" (One seed: the differences may be seed noise.)")
+	} else {
+		// Within twice the larger spread of the best: tied with it.
+		var tied []string
+		for _, p := range pts {
+			if best.Multi.Mean-p.Multi.Mean <= 2*math.Max(best.Multi.Std, p.Multi.Std) {
+				tied = append(tied, fmt.Sprintf("%.2f", p.Alpha))
+			}
+		}
+		fmt.Fprintf(&b, " Over %d seeds, the alphas within twice the seed spread of the best, so tied with it: %s.", n, strings.Join(tied, ", "))
 	}
 	return b.String() + "\n\n"
 }
