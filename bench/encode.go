@@ -224,18 +224,28 @@ func compare(w io.Writer, unit string, ours float64, theirs func() (float64, err
 	return nil
 }
 
+// withConfig adds a bench model directory's config to what ModelDir or
+// sharedModelDir returned; on an error it has already cleaned up.
+func withConfig(dir string, cleanup func(), err error) (string, modelconfig.Config, func(), error) {
+	if err != nil {
+		return "", modelconfig.Config{}, nil, err
+	}
+	cfg, err := modelconfig.Read(filepath.Join(dir, vectorizer.ConfigFile))
+	if err != nil {
+		cleanup()
+		return "", modelconfig.Config{}, nil, err
+	}
+	return dir, cfg, cleanup, nil
+}
+
 // Train measures xling's training throughput and PyTorch's for the same
 // model, batch and length. The last line is "ratio <xling/pytorch>".
 func Train(ctx context.Context, w io.Writer, opts EncodeOptions, step func(ctx context.Context, dir string, batch, seq, threads int, d time.Duration) (float64, error)) error {
-	dir, cleanup, err := sharedModelDir(ctx, opts)
+	dir, cfg, cleanup, err := withConfig(sharedModelDir(ctx, opts))
 	if err != nil {
 		return err
 	}
 	defer cleanup()
-	cfg, err := modelconfig.Read(filepath.Join(dir, vectorizer.ConfigFile))
-	if err != nil {
-		return err
-	}
 	fmt.Fprintf(w, "model %s: %s; batch %d pairs, %d tokens per text, %d thread(s); InfoNCE + backward + clip + AdamW\n", dir, Describe(cfg), opts.Batch, opts.Seq, opts.Threads)
 	ours, err := step(ctx, dir, opts.Batch, opts.Seq, opts.Threads, opts.Time)
 	if err != nil {

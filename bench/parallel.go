@@ -4,10 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"path/filepath"
-
-	"github.com/xling-ir/xling/vectorizer"
-	"github.com/xling-ir/xling/vectorizer/modelconfig"
 )
 
 // StepRate is one side of TrainParallel: trainer.StepThroughput's numbers.
@@ -25,15 +21,11 @@ type StepRate struct {
 func TrainParallel(ctx context.Context, w io.Writer, opts EncodeOptions, nproc int,
 	single func(ctx context.Context, dir string, threads int) (StepRate, error),
 	group func(ctx context.Context, dir string) (StepRate, error)) error {
-	dir, cleanup, err := ModelDir(ctx, opts.Model, opts.Arch, opts.Size)
+	dir, cfg, cleanup, err := withConfig(ModelDir(ctx, opts.Model, opts.Arch, opts.Size))
 	if err != nil {
 		return err
 	}
 	defer cleanup()
-	cfg, err := modelconfig.Read(filepath.Join(dir, vectorizer.ConfigFile))
-	if err != nil {
-		return err
-	}
 	fmt.Fprintf(w, "model %s: %s; global batch %d pairs, %d tokens per text; xling train's step (gathered InfoNCE + backward + summed gradients + clip + AdamW)\n", dir, Describe(cfg), opts.Batch, opts.Seq)
 	one, err := single(ctx, dir, nproc*opts.Threads)
 	if err != nil {
